@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Foundation benchmarks, run apart from CI; each writes its section of docs/benchmarks.md.
+#   bench/run.sh demo    demo county with 1,000,000 residents on a fresh PostgreSQL database (yl_bench)
+#   bench/run.sh pages   gunicorn on that database, 20 clients, a fixed number of requests per page
+#   bench/run.sh fresh   git clone of this repository to a running `make demo`
+#   bench/run.sh all     the three in that order (the default)
+# Environment: BENCH_PG (server URL, default postgres://postgres@127.0.0.1:5432), BENCH_RESIDENTS,
+# BENCH_REQUESTS (per page and persona), BENCH_PORT (gunicorn), FRESH_PORT (make demo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+[ $# -gt 0 ] && shift
+
+if [[ "$what" == all || "$what" == pages ]] && ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "==> installing wrk (Debian)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+  else
+    echo "The pages benchmark needs wrk: sudo apt-get install -y wrk" >&2
+    exit 1
+  fi
+fi
+exec .venv/bin/python bench/foundation.py "$what" "$@"

@@ -1,0 +1,81 @@
+"""manage.py demo_county: build the demo county (台山市) with personas and residents."""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from yilian.demo import taishan
+from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+class Command(BaseCommand):
+    help = "建立演示县（台山市）：两个医共体、全部成员单位、科室、网格、演示账号和居民。"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--residents", type=int, default=taishan.DEFAULT_RESIDENTS, help="居民人数（默认 5000）")
+        parser.add_argument("--seed", type=int, default=taishan.DEFAULT_SEED, help="随机种子：同一种子得到同一个县（默认 2026）")
+        parser.add_argument("--reset", action="store_true", help="先删除已有的演示县再重建")
+        parser.add_argument("--skip-existing", action="store_true", help="演示县已存在时只打印登录信息，不报错")
+        parser.add_argument("--quiet", action="store_true", help="不显示进度条")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        residents: int = options["residents"]
+        if residents < 0:
+            raise CommandError("--residents 不能为负数。")
+        if options["skip_existing"] and not options["reset"] and demo_county_exists():
+            self.stdout.write(f"演示县（{taishan.AUTHORITY_NAME}）已存在，未做改动。")
+            self._print_logins(persona_logins())
+            return
+        show_progress = not options["quiet"] and sys.stderr.isatty() and options["verbosity"] > 0
+        with tqdm(
+            total=residents,
+            file=sys.stderr,
+            disable=not show_progress,
+            unit="人",
+            unit_scale=True,
+            desc="居民",
+            dynamic_ncols=True,
+        ) as bar:
+            try:
+                county = demo_county_build(
+                    residents=residents, seed=options["seed"], replace=options["reset"], progress=bar.update
+                )
+            except DemoCountyExists as exc:
+                raise CommandError(
+                    f"演示县（{taishan.AUTHORITY_NAME}）已存在，未做改动。要重建请加 --reset（会删除演示县的全部数据）。"
+                ) from exc
+        counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
+        rate = residents / county.resident_seconds if county.resident_seconds else 0.0
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"已建立演示县 {taishan.COUNTY}（种子 {county.seed}）：{counts}。"
+                f"用时 {county.seconds:.1f} 秒（居民 {county.resident_seconds:.1f} 秒，{rate:,.0f} 人/秒）。"
+            )
+        )
+        self._print_logins(county.personas)
+
+    def _print_logins(self, logins: list[PersonaLogin]) -> None:
+        header = ("用户名", "身份", "所在机构")
+        rows = [header, *((p.username, p.label, p.place) for p in logins)]
+        widths = [max(_width(row[i]) for row in rows) for i in range(3)]
+        self.stdout.write("")
+        self.stdout.write("演示账号：")
+        for n, row in enumerate(rows):
+            self.stdout.write("  " + "  ".join(_pad(cell, widths[i]) for i, cell in enumerate(row)).rstrip())
+            if n == 0:
+                self.stdout.write("  " + "  ".join("-" * w for w in widths))
+        self.stdout.write("")
+        self.stdout.write(f"所有演示账号的密码：{taishan.DEMO_PASSWORD}")

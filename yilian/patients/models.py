@@ -1,0 +1,91 @@
+"""Residents and patients (患者/居民). The master patient index (source identities, linkage)
+builds on this in the shared-record capability; here a Patient is the person a consortium holds
+a health record for, registered at one institution (建档机构)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from yilian.core.models import PublicModel
+from yilian.organizations.models import Institution, ServiceGrid
+
+if TYPE_CHECKING:
+    from yilian.accounts.actors import Actor
+
+
+class Sex(models.TextChoices):
+    """GB/T 2261.1."""
+
+    UNKNOWN = "0", _("未知的性别")
+    MALE = "1", _("男")
+    FEMALE = "2", _("女")
+    UNSPECIFIED = "9", _("未说明的性别")
+
+
+class IdentityDocumentType(models.TextChoices):
+    """WS 364 CV02.01.101."""
+
+    RESIDENT_ID = "01", _("居民身份证")
+    HOUSEHOLD_REGISTER = "02", _("居民户口簿")
+    PASSPORT = "03", _("护照")
+    MILITARY_OFFICER = "04", _("军官证")
+    DRIVING_LICENCE = "05", _("驾驶证")
+    HONG_KONG_MACAO_PERMIT = "06", _("港澳居民来往内地通行证")
+    TAIWAN_PERMIT = "07", _("台湾居民来往内地通行证")
+    OTHER = "99", _("其他法定有效证件")
+
+
+class PatientQuerySet(models.QuerySet["Patient"]):
+    def visible_to(self, actor: Actor) -> PatientQuerySet:
+        from yilian.patients.access import patient_scope_filter
+
+        return self.filter(patient_scope_filter(actor))
+
+
+class Patient(PublicModel):
+    """A resident with a health record held by `home_institution`."""
+
+    name = models.CharField("姓名", max_length=50)
+    sex = models.CharField("性别", max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    birth_date = models.DateField("出生日期", null=True, blank=True)
+    id_type = models.CharField(
+        "证件类型", max_length=2, choices=IdentityDocumentType.choices, default=IdentityDocumentType.RESIDENT_ID
+    )
+    id_number = models.CharField("证件号码", max_length=30, blank=True)
+    # Kept because a number failing GB 11643 is stored as entered but must never drive a
+    # deterministic match (rules.md); the flag lets the index filter on it.
+    id_number_valid = models.BooleanField("身份证号校验通过", default=False)
+    phone = models.CharField("联系电话", max_length=20, blank=True)
+    address = models.CharField("现住址", max_length=200, blank=True)
+    town = models.CharField("所在乡镇/街道", max_length=50, blank=True)
+    grid = models.ForeignKey(
+        ServiceGrid, on_delete=models.PROTECT, null=True, blank=True, related_name="residents", verbose_name="网格"
+    )
+    home_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="registered_patients", verbose_name="建档机构"
+    )
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "居民"
+        verbose_name_plural = "居民"
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id_number"]),
+            models.Index(fields=["home_institution", "name"]),
+            models.Index(fields=["grid"]),
+            models.Index(fields=["phone"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def masked_id_number(self) -> str:
+        """The ID number with its middle hidden, for lists and logs."""
+        n = self.id_number
+        return f"{n[:4]}**********{n[-4:]}" if len(n) >= 10 else "****"

@@ -1,0 +1,18 @@
+"""URL map. Pages per app; the REST API under /api/v1; Django admin for system admins."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from yilian.api import api
+
+urlpatterns = [
+    path("", include("yilian.web.urls")),
+    path("accounts/", include("yilian.accounts.urls")),
+    path("structure/", include("yilian.organizations.urls")),
+    path("patients/", include("yilian.patients.urls")),
+    path("access/", include("yilian.access.urls")),
+    path("inbox/", include("yilian.notifications.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+]
