@@ -8,8 +8,10 @@ yilian.core.api.
 from yilian.access.api import router as access_router
 from yilian.accounts.api import router as accounts_router
 from yilian.core.api import YilianAPI
+from yilian.interop.api import router as interop_router
 from yilian.organizations.api import router as organizations_router
 from yilian.patients.api import router as patients_router
+from yilian.records.api import router as records_router
 
 api = YilianAPI(
     title="医联 Yilian API",
@@ -21,3 +23,5 @@ api.add_router("", accounts_router)
 api.add_router("", organizations_router)
 api.add_router("", patients_router)
 api.add_router("", access_router)
+api.add_router("", records_router)
+api.add_router("", interop_router)

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "yilian.organizations",
     "yilian.accounts",
     "yilian.patients",
+    "yilian.records",
+    "yilian.interop",
     "yilian.access",
     "yilian.notifications",
     "yilian.web",

@@ -10,6 +10,8 @@ urlpatterns = [
     path("accounts/", include("yilian.accounts.urls")),
     path("structure/", include("yilian.organizations.urls")),
     path("patients/", include("yilian.patients.urls")),
+    path("records/", include("yilian.records.urls")),
+    path("interop/", include("yilian.interop.urls")),
     path("access/", include("yilian.access.urls")),
     path("inbox/", include("yilian.notifications.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -40,12 +40,15 @@ class Permission(StrEnum):
     AGGREGATES_VIEW = "aggregates.view"  # counts and indicators, never identities
     AUTHORITY_SUPERVISE = "authority.supervise"  # read-only view over every consortium of my bureau
     API_KEY_MANAGE = "api_key.manage"
+    RESULT_RECOGNISE = "result.recognise"  # 结果互认: accept another member's result instead of repeating the test
+    MPI_REVIEW = "mpi.review"  # the master patient index review queue: link, merge, unmerge
+    INTEROP_MANAGE = "interop.manage"  # CSV imports, the dead-letter list (read, fix, replay) of my institution
     SYSTEM_ADMIN = "system.admin"
 
 
 P = Permission
 
-_CLINICAL = {P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW, P.PATIENT_BREAK_GLASS}
+_CLINICAL = {P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW, P.PATIENT_BREAK_GLASS, P.RESULT_RECOGNISE}
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.CLINICIAN: frozenset(_CLINICAL),
@@ -64,10 +67,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.STAFF_MANAGE,
             P.AGGREGATES_VIEW,
             P.API_KEY_MANAGE,
+            P.MPI_REVIEW,
+            P.INTEROP_MANAGE,
         }
     ),
     Role.BUREAU_SUPERVISOR: frozenset({P.STRUCTURE_VIEW, P.AUTHORITY_SUPERVISE, P.AGGREGATES_VIEW}),
-    Role.INSTITUTION_ADMIN: frozenset({P.STRUCTURE_VIEW, P.INSTITUTION_MANAGE, P.STAFF_VIEW, P.STAFF_MANAGE, P.API_KEY_MANAGE}),
+    Role.INSTITUTION_ADMIN: frozenset(
+        {P.STRUCTURE_VIEW, P.INSTITUTION_MANAGE, P.STAFF_VIEW, P.STAFF_MANAGE, P.API_KEY_MANAGE, P.MPI_REVIEW, P.INTEROP_MANAGE}
+    ),
     Role.SYSTEM_ADMIN: frozenset(set(Permission) - {P.PATIENT_VIEW, P.PATIENT_BREAK_GLASS}),
     Role.PRIVACY_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.ACCESS_REVIEW}),
 }

@@ -38,7 +38,7 @@ def test_me_shows_the_acting_membership_and_permissions(world: World, login) -> 
     assert body["acting_membership"]["institution"]["id"] == str(world.b.uuid)
     assert body["acting_membership"]["department"]["code"] == "0701"
     assert body["acting_membership"]["role_label"] == "临床医生"
-    assert set(body["permissions"]) == {"structure.view", "staff.view", "patient.view", "patient.break_glass"}
+    assert set(body["permissions"]) == {"structure.view", "staff.view", "patient.view", "patient.break_glass", "result.recognise"}
     assert body["is_system_admin"] is False
     # The institution switcher of the pages also switches what the API acts through.
     at_c = Membership.objects.get(user=world.user("township_clinician"), institution=world.c)

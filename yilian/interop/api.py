@@ -1,0 +1,5 @@
+"""/api/v1 for interop."""
+
+from ninja import Router
+
+router = Router(tags=["interop"])

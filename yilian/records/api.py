@@ -1,0 +1,5 @@
+"""/api/v1 for records."""
+
+from ninja import Router
+
+router = Router(tags=["records"])
