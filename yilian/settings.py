@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "yilian.patients",
     "yilian.records",
     "yilian.interop",
+    "yilian.portal",
     "yilian.access",
     "yilian.notifications",
     "yilian.web",

@@ -12,6 +12,7 @@ urlpatterns = [
     path("patients/", include("yilian.patients.urls")),
     path("records/", include("yilian.records.urls")),
     path("interop/", include("yilian.interop.urls")),
+    path("me/", include("yilian.portal.urls")),
     path("access/", include("yilian.access.urls")),
     path("inbox/", include("yilian.notifications.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
