@@ -89,3 +89,57 @@ class Patient(PublicModel):
         """The ID number with its middle hidden, for lists and logs."""
         n = self.id_number
         return f"{n[:4]}**********{n[-4:]}" if len(n) >= 10 else "****"
+
+
+class LinkMethod(models.TextChoices):
+    """How a source identity came to be linked to its golden patient."""
+
+    NATIONAL_ID = "national_id", _("身份证号确定性匹配")
+    PROBABILISTIC = "probabilistic", _("概率匹配")
+    MANUAL = "manual", _("人工确认")
+    NEW = "new", _("新建患者")
+
+
+class SourceIdentity(PublicModel):
+    """The patient as one member institution's system knows them (源身份): its local id and the
+    demographics it sent. `patient` is the golden patient the identity is currently linked to;
+    clinical records hang off the identity, so merge and unmerge move them by moving the link."""
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="source_identities", verbose_name="来源机构"
+    )
+    local_id = models.CharField("机构内患者标识", max_length=64)
+    record_number = models.CharField("病案号", max_length=64, blank=True)
+    name = models.CharField("姓名", max_length=50)
+    sex = models.CharField("性别", max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    birth_date = models.DateField("出生日期", null=True, blank=True)
+    id_type = models.CharField(
+        "证件类型", max_length=2, choices=IdentityDocumentType.choices, default=IdentityDocumentType.RESIDENT_ID
+    )
+    id_number = models.CharField("证件号码", max_length=30, blank=True)
+    id_number_valid = models.BooleanField("身份证号校验通过", default=False)
+    phone = models.CharField("联系电话", max_length=20, blank=True)
+    address = models.CharField("现住址", max_length=200, blank=True)
+    town = models.CharField("所在乡镇/街道", max_length=50, blank=True)
+    health_card_number = models.CharField("居民健康卡号", max_length=64, blank=True)
+    insurance_number = models.CharField("医保号", max_length=64, blank=True)
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="identities", verbose_name="主索引患者")
+    link_score = models.FloatField("匹配得分", null=True, blank=True)
+    link_method = models.CharField("匹配方式", max_length=16, choices=LinkMethod.choices, default=LinkMethod.NEW)
+    linked_at = models.DateTimeField("关联时间", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "源身份"
+        verbose_name_plural = "源身份"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["institution", "local_id"], name="patients_identity_unique_local_id"),
+        ]
+        indexes = [
+            models.Index(fields=["id_number"]),
+            models.Index(fields=["institution", "patient"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}（{self.local_id}）"
