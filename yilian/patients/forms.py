@@ -40,3 +40,21 @@ class BreakGlassForm(forms.Form):
 
     def clean_id_number(self) -> str:
         return "".join(self.cleaned_data["id_number"].split()).upper()
+
+
+class ReviewDecisionForm(forms.Form):
+    """主索引审核: the reviewer says whether the two records are the same person."""
+
+    decision = forms.ChoiceField(
+        label=_("审核结论"),
+        choices=[("same", _("是同一人，合并")), ("distinct", _("不是同一人"))],
+        widget=forms.RadioSelect,
+        error_messages={"required": _("请选择审核结论。"), "invalid_choice": _("审核结论无效。")},
+    )
+    reason = forms.CharField(label=_("说明"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class UnmergeForm(forms.Form):
+    confirm = forms.BooleanField(
+        label=_("确认撤销此次合并，源身份将恢复原来的关联"), error_messages={"required": _("请勾选确认。")}
+    )

@@ -78,27 +78,27 @@ class Record:
         return name_pinyin(self.name)
 
 
+JARO_WINKLER_NAME = 0.88
+
 # --- comparisons ---------------------------------------------------------------------------------
 
 
 def compare_name(a: Record, b: Record) -> int | None:
-    """3 exact (after folding), 2 same toneless pinyin (homophones), 1 pinyin Jaro–Winkler ≥ 0.88, 0 else."""
+    """4 exact (after folding), 3 same toneless pinyin (homophones), 2 pinyin Jaro–Winkler ≥ 0.88,
+    1 same surname only, 0 else. The surname is a level of the name, not a comparison of its own,
+    so an exact name is not counted twice."""
     if not a.name or not b.name:
         return None
     if normalise_name(a.name) == normalise_name(b.name):
-        return 3
+        return 4
     pa, pb = a.pinyin, b.pinyin
     if pa == pb:
+        return 3
+    if jellyfish.jaro_winkler_similarity(pa, pb) >= JARO_WINKLER_NAME:
         return 2
-    if jellyfish.jaro_winkler_similarity(pa, pb) >= 0.88:
+    if surname_pinyin(a.name) == surname_pinyin(b.name):
         return 1
     return 0
-
-
-def compare_surname(a: Record, b: Record) -> int | None:
-    if not a.name or not b.name:
-        return None
-    return 1 if surname_pinyin(a.name) == surname_pinyin(b.name) else 0
 
 
 def compare_birth_date(a: Record, b: Record) -> int | None:
@@ -151,7 +151,6 @@ def compare_town(a: Record, b: Record) -> int | None:
 
 COMPARISONS = {
     "name": compare_name,
-    "surname": compare_surname,
     "birth_date": compare_birth_date,
     "sex": compare_sex,
     "id_number": compare_id_number,
@@ -165,8 +164,7 @@ COMPARISONS = {
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "prior": 1e-5,
     "comparisons": {
-        "name": {"m": [0.01, 0.02, 0.07, 0.90], "u": [0.985, 0.008, 0.006, 0.001]},
-        "surname": {"m": [0.02, 0.98], "u": [0.93, 0.07]},
+        "name": {"m": [0.01, 0.03, 0.04, 0.05, 0.87], "u": [0.92, 0.07, 0.006, 0.003, 0.001]},
         "birth_date": {"m": [0.01, 0.06, 0.93], "u": [0.9995, 0.00035, 0.00015]},
         "sex": {"m": [0.01, 0.99], "u": [0.5, 0.5]},
         "id_number": {"m": [0.02, 0.05, 0.93], "u": [0.99999, 0.000005, 0.000005]},

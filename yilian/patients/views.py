@@ -1,4 +1,5 @@
-"""Patient pages: the resident list, one resident, and break-glass access.
+"""Patient pages: the resident list, one resident, break-glass access, and the review queue of
+the master patient index (candidates side by side, merge, unmerge).
 
 Every patient is loaded through yilian.patients.access, which scopes and logs the read.
 """
@@ -17,15 +18,26 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from yilian.access.models import AccessLog
 from yilian.access.services import break_glass_find_patient, break_glass_open
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
-from yilian.patients.access import access_patient, basis_grant, patients_listed
-from yilian.patients.forms import BreakGlassForm, PatientSearchForm
-from yilian.patients.models import Patient
+from yilian.patients.access import (
+    access_merge,
+    access_patient,
+    access_review,
+    basis_grant,
+    identities_reviewed,
+    merge_scope_filter,
+    patients_listed,
+    review_scope_filter,
+)
+from yilian.patients.forms import BreakGlassForm, PatientSearchForm, ReviewDecisionForm, UnmergeForm
+from yilian.patients.models import MatchReview, Patient, PatientMerge, ReviewStatus, SourceIdentity
+from yilian.patients.services import patient_unmerge, review_decide
 from yilian.web.pagination import paginate
 
 RECENT_ACCESS_ROWS = 20
@@ -114,3 +126,125 @@ def break_glass(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("patients:detail", uuid=patient.uuid)
     return render(request, "patients/break_glass.html", {"form": form, "max_hours": settings.BREAK_GLASS_MAX_HOURS})
+
+
+# --- the master patient index review queue (MPI_REVIEW; scope in patients/access.py) --------------
+
+
+@login_required
+@require_GET
+def review_list(request: HttpRequest) -> HttpResponse:
+    actor = _actor(request)
+    actor.require(Permission.MPI_REVIEW)
+    show = request.GET.get("show", "open")
+    reviews = MatchReview.objects.filter(review_scope_filter(actor)).select_related(
+        "identity__institution", "identity__patient", "candidate__home_institution"
+    )
+    if show == "open":
+        reviews = reviews.filter(status=ReviewStatus.OPEN).order_by("-score", "id")
+    else:
+        show = "all"
+        reviews = reviews.order_by("-id")
+    page = paginate(request, reviews)
+    rows = list(page.object_list)
+    shown = {r.identity.patient_id: r.identity.patient for r in rows} | {r.candidate_id: r.candidate for r in rows}
+    patients_listed(actor, list(shown.values()), path=request.get_full_path())
+    open_count = MatchReview.objects.filter(review_scope_filter(actor), status=ReviewStatus.OPEN).count()
+    return render(
+        request, "patients/review_list.html", {"page_obj": page, "reviews": rows, "show": show, "open_count": open_count}
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def review_detail(request: HttpRequest, uuid: str) -> HttpResponse:
+    actor = _actor(request)
+    actor.require(Permission.MPI_REVIEW)
+    review = access_review(actor, uuid)
+    form = ReviewDecisionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            review_decide(
+                actor=actor,
+                review=review,
+                same_person=form.cleaned_data["decision"] == "same",
+                reason=form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            for message in exc.messages:
+                form.add_error(None, message)
+        else:
+            messages.success(request, _("审核结论已保存。"))
+            return redirect("patients:review_list")
+    incoming = review.identity.patient
+    candidate = review.candidate
+    identities = {
+        p.pk: list(SourceIdentity.objects.filter(patient=p).select_related("institution").order_by("id")[:20])
+        for p in (incoming, candidate)
+    }
+    identities_reviewed(actor, [incoming, candidate] if incoming.pk != candidate.pk else [candidate], path=request.path)
+    rows = [
+        (label, _shown(review.identity, field_name), _shown(candidate, field_name), review.comparison.get(key) if key else None)
+        for label, field_name, key in REVIEW_FIELDS
+    ]
+    return render(
+        request,
+        "patients/review_detail.html",
+        {
+            "review": review,
+            "form": form,
+            "rows": rows,
+            "incoming": incoming,
+            "candidate": candidate,
+            "incoming_identities": identities[incoming.pk],
+            "candidate_identities": identities[candidate.pk],
+        },
+    )
+
+
+REVIEW_FIELDS = (
+    (gettext_lazy("姓名"), "name", "name"),
+    (gettext_lazy("性别"), "get_sex_display", "sex"),
+    (gettext_lazy("出生日期"), "birth_date", "birth_date"),
+    (gettext_lazy("证件号码"), "id_number", "id_number"),
+    (gettext_lazy("联系电话"), "phone", "phone"),
+    (gettext_lazy("所在乡镇/街道"), "town", "town"),
+    (gettext_lazy("现住址"), "address", None),
+)
+
+
+def _shown(source: object, field_name: str) -> object:
+    value = getattr(source, field_name)
+    return value() if callable(value) else value
+
+
+@login_required
+@require_GET
+def merge_list(request: HttpRequest) -> HttpResponse:
+    actor = _actor(request)
+    actor.require(Permission.MPI_REVIEW)
+    merges = PatientMerge.objects.filter(merge_scope_filter(actor)).select_related("survivor", "merged").order_by("-id")
+    page = paginate(request, merges)
+    rows = list(page.object_list)
+    shown = {m.survivor_id: m.survivor for m in rows} | {m.merged_id: m.merged for m in rows}
+    patients_listed(actor, list(shown.values()), path=request.get_full_path())
+    return render(request, "patients/merge_list.html", {"page_obj": page, "merges": rows, "form": UnmergeForm()})
+
+
+@login_required
+@require_http_methods(["POST"])
+def merge_undo(request: HttpRequest, uuid: str) -> HttpResponse:
+    actor = _actor(request)
+    actor.require(Permission.MPI_REVIEW)
+    merge = access_merge(actor, uuid)
+    form = UnmergeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("请勾选确认后再撤销合并。"))
+        return redirect("patients:merge_list")
+    try:
+        patient_unmerge(actor=actor, merge=merge)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("已撤销合并，源身份已恢复原来的关联。"))
+    return redirect("patients:merge_list")

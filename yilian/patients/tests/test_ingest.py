@@ -77,7 +77,7 @@ def test_between_thresholds_creates_patient_and_opens_review(world) -> None:
     assert outcome.method == LinkMethod.NEW and outcome.needs_review
     review = MatchReview.objects.get(identity=outcome.identity)
     assert review.candidate == world.patients["at_t"]
-    assert review.comparison["name"] == 3 and review.comparison["birth_date"] == 2
+    assert review.comparison["name"] == 4 and review.comparison["birth_date"] == 2
 
 
 def test_changed_demographics_update_in_place_and_keep_link(world) -> None:
