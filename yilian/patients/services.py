@@ -186,7 +186,7 @@ class Candidate:
     levels: dict[str, int | None]
 
 
-def identity_candidates(values: dict[str, Any], *, exclude_identity: int | None = None) -> list[Candidate]:
+def identity_candidates(values: dict[str, Any], *, exclude_patient: int | None = None) -> list[Candidate]:
     """Golden patients that may be this person, best first: blocked with indexed keys, scored per
     identity with the active model, the best identity of each patient standing for it."""
     model = linkage_model_active()
@@ -195,8 +195,8 @@ def identity_candidates(values: dict[str, Any], *, exclude_identity: int | None 
     phone = linkage.phone_key(record.phone)
     blocks = []
     base = SourceIdentity.objects.all()
-    if exclude_identity is not None:
-        base = base.exclude(pk=exclude_identity)
+    if exclude_patient is not None:
+        base = base.exclude(patient_id=exclude_patient)
     if record.id_number:
         blocks.append(base.filter(id_number=record.id_number))
     if phone:
@@ -330,7 +330,12 @@ def _open_reviews(identity: SourceIdentity, candidates: Iterable[Candidate]) -> 
 # --- merge and unmerge ---------------------------------------------------------------------------
 
 
+SYSTEM_ACTOR_NAME = "系统（主索引批量关联）"
+
+
 def _actor_name(actor: Actor) -> str:
+    if actor.user is None and actor.api_key is None:
+        return SYSTEM_ACTOR_NAME
     return str(actor)[:60]
 
 
@@ -461,3 +466,56 @@ def review_decide(*, actor: Actor, review: MatchReview, same_person: bool, reaso
         review.decided_by_name = _actor_name(actor)
         review.save()
     return review
+
+
+# --- re-linking the whole index (background, patients.tasks.index_relink) -----------------------------
+
+
+@dataclasses.dataclass
+class RelinkCounts:
+    examined: int = 0
+    merged: int = 0
+    reviews: int = 0
+    last_id: int = 0
+
+
+def index_relink_batch(*, after_id: int, batch_size: int) -> RelinkCounts:
+    """Re-link one batch of identities that still stand alone (link method `new`) with the active
+    model: above the link threshold their patient is merged into the candidate (audited, by the
+    system), between the thresholds a review item is opened. A pair a reviewer kept apart stays apart."""
+    from yilian.accounts.actors import ANONYMOUS
+
+    model = linkage_model_active()
+    counts = RelinkCounts(last_id=after_id)
+    identities = list(SourceIdentity.objects.filter(pk__gt=after_id, link_method=LinkMethod.NEW).order_by("pk")[:batch_size])
+    for identity in identities:
+        counts.examined += 1
+        counts.last_id = identity.pk
+        values = {f: getattr(identity, f) for f in _DEMOGRAPHICS}
+        kept_apart = set(
+            MatchReview.objects.filter(identity=identity, status=ReviewStatus.DISTINCT).values_list("candidate_id", flat=True)
+        )
+        candidates = [
+            c for c in identity_candidates(values, exclude_patient=identity.patient_id) if c.patient_id not in kept_apart
+        ]
+        if not candidates:
+            continue
+        best = candidates[0]
+        if best.score >= model.link_threshold:
+            merged = Patient.objects.get(pk=identity.patient_id)
+            survivor = Patient.objects.get(pk=best.patient_id)
+            if merged.merged_into_id is None and survivor.merged_into_id is None:
+                patient_merge(
+                    actor=ANONYMOUS,
+                    survivor=survivor,
+                    merged=merged,
+                    reason=_("批量重新关联：匹配得分 %(score).1f（模型 v%(version)d）")
+                    % {"score": best.score, "version": model.version},
+                )
+                counts.merged += 1
+        else:
+            fresh = [c for c in candidates if c.score >= model.review_threshold][:MAX_REVIEWS_PER_IDENTITY]
+            before = MatchReview.objects.filter(identity=identity).count()
+            _open_reviews(identity, fresh)
+            counts.reviews += MatchReview.objects.filter(identity=identity).count() - before
+    return counts
