@@ -492,9 +492,9 @@ def index_relink_batch(*, after_id: int, batch_size: int) -> RelinkCounts:
         counts.examined += 1
         counts.last_id = identity.pk
         values = {f: getattr(identity, f) for f in _DEMOGRAPHICS}
-        kept_apart = set(
-            MatchReview.objects.filter(identity=identity, status=ReviewStatus.DISTINCT).values_list("candidate_id", flat=True)
-        )
+        distinct = MatchReview.objects.filter(status=ReviewStatus.DISTINCT)
+        kept_apart = set(distinct.filter(identity__patient=identity.patient_id).values_list("candidate_id", flat=True))
+        kept_apart |= set(distinct.filter(candidate=identity.patient_id).values_list("identity__patient_id", flat=True))
         candidates = [
             c for c in identity_candidates(values, exclude_patient=identity.patient_id) if c.patient_id not in kept_apart
         ]
@@ -502,8 +502,9 @@ def index_relink_batch(*, after_id: int, batch_size: int) -> RelinkCounts:
             continue
         best = candidates[0]
         if best.score >= model.link_threshold:
-            merged = Patient.objects.get(pk=identity.patient_id)
-            survivor = Patient.objects.get(pk=best.patient_id)
+            # The golden patient registered first survives, whichever side the batch reaches first.
+            older, newer = sorted((identity.patient_id, best.patient_id))
+            survivor, merged = Patient.objects.get(pk=older), Patient.objects.get(pk=newer)
             if merged.merged_into_id is None and survivor.merged_into_id is None:
                 patient_merge(
                     actor=ANONYMOUS,

@@ -51,17 +51,15 @@ def identity_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame["name"] = raw["name"].map(normalised).replace("", None)
     frame["pinyin"] = raw["name"].map({n: linkage.name_pinyin(n) for n in names}).replace("", None)
     frame["surname"] = raw["name"].map({n: linkage.surname_pinyin(n) for n in names}).replace("", None)
-    birth = pd.to_datetime(raw["birth_date"], errors="coerce")
-    frame["birth"] = birth.dt.strftime("%Y%m%d")
-    frame["birth_year"] = birth.dt.year
-    frame["birth_md"] = birth.dt.strftime("%m%d")
-    frame["birth_dm"] = birth.dt.strftime("%d%m")
+    dates = {d: d for d in raw["birth_date"].unique() if d is not None and d == d}  # NaN != NaN
+    for column, shape in (("birth", "{:%Y%m%d}"), ("birth_md", "{:%m%d}"), ("birth_dm", "{:%d%m}")):
+        frame[column] = raw["birth_date"].map({d: shape.format(d) for d in dates})
+    frame["birth_year"] = raw["birth_date"].map({d: d.year for d in dates})
     frame["sex"] = raw["sex"].where(raw["sex"].isin(["1", "2"]), None)
-    ids = raw["id_number"].str.replace(r"\s", "", regex=True).str.upper()
+    ids = pd.Series([linkage.id_number_normalised(i) for i in raw["id_number"]], index=raw.index)
     frame["id_number"] = ids.replace("", None)
     frame["id_valid"] = _valid_national_ids(ids)
-    frame["phone"] = raw["phone"].str.replace(r"\D", "", regex=True)
-    frame["phone"] = frame["phone"].where(frame["phone"].str.len() >= 7, "").str[-8:].replace("", None)
+    frame["phone"] = pd.Series([linkage.phone_key(p) or None for p in raw["phone"]], index=raw.index)
     frame["town"] = raw["town"].replace("", None)
     if "source_dataset" in raw:
         frame["source_dataset"] = raw["source_dataset"]

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from yilian.demo import taishan
+from yilian.demo.identities import with_source_identities
 from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
 
 
@@ -21,6 +22,7 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - _width(text))
 
 
+@with_source_identities  # 患者主索引：源身份与待审核匹配（--no-identities 关闭）
 class Command(BaseCommand):
     help = "建立演示县（台山市）：两个医共体、全部成员单位、科室、网格、演示账号和居民。"
 
