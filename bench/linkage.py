@@ -260,29 +260,49 @@ def bench_online() -> dict[str, Any]:
     from yilian.patients.identities import IdentityData
 
     sample = random.Random(5).sample(everyone, queries)
-    timings = []
+    from django.db import transaction
+
+    from yilian.organizations.models import Institution
+    from yilian.patients.services import identity_ingest
+
+    institution = Institution.objects.get(name="基准医院")
+    timings: list[float] = []
+    ingest_timings: list[float] = []
     found = 0
+    from django.core.exceptions import ValidationError
+
     for who in sample:
         record = source_record(rng, who, Noise())
-        values = _clean(
-            IdentityData(
-                local_id="q", name=record.name, sex=record.sex, birth_date=record.birth_date, id_number=record.id_number,
-                phone=record.phone, town=record.town,
-            )
+        data = IdentityData(
+            local_id=f"Q{who.key}", name=record.name, sex=record.sex, birth_date=record.birth_date,
+            id_number=record.id_number, phone=record.phone, town=record.town,
         )  # fmt: skip
+        try:
+            values = _clean(data)
+        except ValidationError:
+            continue  # noise gave a birth date in the future: identity_ingest refuses it before matching
         started = time.perf_counter()
         candidates = identity_candidates(values)
         timings.append((time.perf_counter() - started) * 1000)
         found += bool(candidates) and candidates[0].score >= linkage.DEFAULT_LINK_THRESHOLD
+        # The whole service as a member system calls it (upsert, link, review items), rolled back.
+        started = time.perf_counter()
+        with transaction.atomic():
+            identity_ingest(institution=institution, data=data)
+            transaction.set_rollback(True)
+        ingest_timings.append((time.perf_counter() - started) * 1000)
     timings.sort()
+    ingest_timings.sort()
     return {
         "online": {
             "index_identities": size,
-            "queries": queries,
+            "queries": len(timings),
             "p50_ms": round(statistics.median(timings), 2),
             "p95_ms": round(timings[int(len(timings) * 0.95)], 2),
             "max_ms": round(timings[-1], 2),
-            "linked_share": round(found / queries, 4),
+            "ingest_p50_ms": round(statistics.median(ingest_timings), 2),
+            "ingest_p95_ms": round(ingest_timings[int(len(ingest_timings) * 0.95)], 2),
+            "linked_share": round(found / len(timings), 4),
         }
     }
 
@@ -379,10 +399,20 @@ def write_doc(results: dict[str, Any]) -> None:
         lines += [
             f"Online match (blocking by indexed keys + Fellegi–Sunter scoring in Python, what identity_ingest runs) "
             f"against {online['index_identities']:,} identities on PostgreSQL, {online['queries']:,} noisy queries: "
-            f"p50 {online['p50_ms']} ms, p95 {online['p95_ms']} ms, max {online['max_ms']} ms (goal p95 ≤ 20 ms).",
+            f"p50 {online['p50_ms']} ms, p95 {online['p95_ms']} ms, max {online['max_ms']} ms (goal p95 ≤ 20 ms). "
+            f"The whole `identity_ingest` call (upsert, link, link event, review items; rolled back): p50 "
+            f"{online.get('ingest_p50_ms', '—')} ms, p95 {online.get('ingest_p95_ms', '—')} ms. "
+            f"{online['linked_share']:.1%} of the noisy queries scored above the default link threshold.",
             "",
         ]
-    lines.append("<!-- /bench:linkage -->")
+    lines += [
+        "Patient gatekeeper at that size (checked by hand with EXPLAIN ANALYZE on the same database, not by this",
+        "script): `patient_scope_filter` is one `id IN (UNION of index lookups)` — home institution, held source",
+        "identities, grants — so PostgreSQL runs index scans and a primary-key nested loop (0.2 ms for an",
+        "institution's first list page), not the sequential scan the earlier OR across joins caused.",
+        "",
+        "<!-- /bench:linkage -->",
+    ]
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     start, end = "<!-- bench:linkage -->", "<!-- /bench:linkage -->"
     section = "\n".join(lines)
