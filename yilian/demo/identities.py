@@ -81,34 +81,44 @@ def demo_identities_build(*, seed: int, duplicate_share: float = DUPLICATE_SHARE
     return {"home": home, "duplicates": duplicates, "reviews": reviews}
 
 
-def _identity_rows(patients: Any, now: str) -> Iterator[tuple[Any, ...]]:
-    for home_id, pk, name, sex, birth, id_type, id_number, valid, phone, address, town in patients.iterator(chunk_size=BATCH):
+def _identity_rows(patients: list[tuple[Any, ...]], now: str) -> Iterator[tuple[Any, ...]]:
+    for home_id, pk, name, sex, birth, id_type, id_number, valid, phone, address, town in patients:
         yield (
             uuid.uuid4(), now, now, home_id, f"HIS{pk:08d}", "", name, sex, birth, id_type, id_number, valid, phone,
             address, town, "", "", pk, None, LinkMethod.NEW.value, now, linkage.name_pinyin(name), linkage.phone_key(phone),
         )  # fmt: skip
 
 
+def _batches(patients: Any) -> Iterator[list[tuple[Any, ...]]]:
+    """Residents in primary-key batches, each fetched completely before it is written (a COPY
+    holds the connection: no query may run while it streams)."""
+    last = 0
+    while True:
+        batch = list(patients.filter(pk__gt=last)[:BATCH])
+        if not batch:
+            return
+        yield batch
+        last = batch[-1][1]
+
+
 def _load_home_identities(patients: Any) -> int:
     now = timezone.now().isoformat()
+    count = 0
     if connection.vendor != "postgresql":
-        count = 0
-        batch: list[SourceIdentity] = []
-        for row in _identity_rows(patients, now):
-            values = dict(zip(_IDENTITY_COLUMNS, row, strict=True))
-            values.pop("created_at"), values.pop("updated_at")
-            batch.append(SourceIdentity(**values))
-            if len(batch) == BATCH:
-                count += len(SourceIdentity.objects.bulk_create(batch))
-                batch = []
-        return count + len(SourceIdentity.objects.bulk_create(batch))
+        for batch in _batches(patients):
+            rows = [dict(zip(_IDENTITY_COLUMNS, row, strict=True)) for row in _identity_rows(batch, now)]
+            for values in rows:
+                del values["created_at"], values["updated_at"]
+            count += len(SourceIdentity.objects.bulk_create([SourceIdentity(**values) for values in rows]))
+        return count
     quote = connection.ops.quote_name
     sql = f"COPY {quote(SourceIdentity._meta.db_table)} ({', '.join(quote(c) for c in _IDENTITY_COLUMNS)}) FROM STDIN"
-    count = 0
-    with connection.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in _identity_rows(patients, now):
-            copy.write_row(row)
-            count += 1
+    with connection.cursor() as cursor:
+        for batch in _batches(patients):
+            with cursor.copy(sql) as copy:
+                for row in _identity_rows(batch, now):
+                    copy.write_row(row)
+            count += len(batch)
     return count
 
 
