@@ -181,7 +181,11 @@ def _chinese_run(records: int, seed: int, *, train_on: int | None = None) -> tup
     sample = frame if not train_on or train_on >= len(frame) else frame.sample(train_on, random_state=seed)
     parameters, linker = training.train([sample], u_pairs=min(5e6, len(sample) * 20))
     if sample is not frame:
-        linker = training.linker_for([frame], model=linker.misc.save_model_to_json())
+        # The prior is the chance that two random records match: with n records it falls as 1/n,
+        # so the model learnt on the sample is rescaled to the whole set before scoring it.
+        model = linker.misc.save_model_to_json()
+        model["probability_two_random_records_match"] *= (len(sample) - 1) / (len(frame) - 1)
+        linker = training.linker_for([frame], model=model)
     trained = time.perf_counter()
     pairs = training.predict(linker, threshold=LINK_THRESHOLD)
     predicted_at = time.perf_counter()

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from yilian.demo import taishan
+from yilian.demo.residents import REBUILD_INDEXES_FROM, _secondary_indexes_suspended
 from yilian.organizations.models import Institution
 from yilian.patients import linkage
 from yilian.patients.models import LinkMethod, MatchReview, Patient, SourceIdentity
@@ -112,14 +113,26 @@ def _load_home_identities(patients: Any) -> int:
             count += len(SourceIdentity.objects.bulk_create([SourceIdentity(**values) for values in rows]))
         return count
     quote = connection.ops.quote_name
-    sql = f"COPY {quote(SourceIdentity._meta.db_table)} ({', '.join(quote(c) for c in _IDENTITY_COLUMNS)}) FROM STDIN"
-    with connection.cursor() as cursor:
-        for batch in _batches(patients):
+    table = SourceIdentity._meta.db_table
+    sql = f"COPY {quote(table)} ({', '.join(quote(c) for c in _IDENTITY_COLUMNS)}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        _secondary_indexes_suspended(cursor, table, suspend=patients.count() >= REBUILD_INDEXES_FROM),
+    ):
+        for batch in _batches(patients):  # each batch fetched whole before its COPY starts
             with cursor.copy(sql) as copy:
-                for row in _identity_rows(batch, now):
-                    copy.write_row(row)
+                # Text format: generated values hold no tab, newline or backslash.
+                copy.write("".join("\t".join(_text(v) for v in row) + "\n" for row in _identity_rows(batch, now)))
             count += len(batch)
     return count
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    return str(value)
 
 
 def _add_duplicates(rng: random.Random, institution_ids: list[int], share: float) -> tuple[int, int]:

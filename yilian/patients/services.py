@@ -99,13 +99,17 @@ def linkage_model_active() -> ActiveModel:
     return _model_cache[version]
 
 
+def linkage_thresholds_check(*, link_threshold: float, review_threshold: float) -> None:
+    if review_threshold > link_threshold:
+        raise ValidationError(_("人工审核阈值不能高于自动关联阈值。"))
+
+
 def linkage_model_store(
     *, parameters: dict[str, Any], link_threshold: float, review_threshold: float, trained_on: int = 0, note: str = ""
 ) -> LinkageModel:
     """Store a trained model as the next version and make it the active one."""
     linkage.Weights.from_parameters(parameters)  # refuses a malformed parameter set before saving
-    if review_threshold > link_threshold:
-        raise ValidationError(_("人工审核阈值不能高于自动关联阈值。"))
+    linkage_thresholds_check(link_threshold=link_threshold, review_threshold=review_threshold)
     with transaction.atomic():
         latest = LinkageModel.objects.select_for_update().aggregate(v=Max("version"))["v"] or 0
         LinkageModel.objects.filter(active=True).update(active=False)

@@ -9,6 +9,8 @@ from django.db import transaction
 from django_tasks import task
 
 RELINK_BATCH = 2000
+# Below this, random sampling and EM have too few pairs to estimate anything.
+MIN_TRAINING_IDENTITIES = 1000
 
 
 @task()
@@ -28,9 +30,16 @@ def index_relink(after_id: int = 0, batch_size: int = RELINK_BATCH) -> dict[str,
 def linkage_train(link_threshold: float = 6.0, review_threshold: float = 0.0) -> int:
     """Train the Fellegi–Sunter model on every source identity (Splink, no labels) and store it
     as the next active version; returns the version."""
+    from django.core.exceptions import ValidationError
+    from django.utils.translation import gettext as _
+
     from yilian.patients.models import SourceIdentity
-    from yilian.patients.services import linkage_model_store
+    from yilian.patients.services import linkage_model_store, linkage_thresholds_check
     from yilian.patients.training import identity_frame, train
+
+    linkage_thresholds_check(link_threshold=link_threshold, review_threshold=review_threshold)
+    if SourceIdentity.objects.count() < MIN_TRAINING_IDENTITIES:
+        raise ValidationError(_("源身份少于 %(count)d 条，无法训练匹配模型。") % {"count": MIN_TRAINING_IDENTITIES})
 
     fields = ("pk", "name", "sex", "birth_date", "id_number", "phone", "town")
     rows = ({"unique_id": row.pop("pk"), **row} for row in SourceIdentity.objects.values(*fields).iterator(chunk_size=10000))

@@ -42,3 +42,19 @@ def test_relink_with_a_new_model_merges_and_respects_decisions(world, actor_of, 
     assert merge.actor_name == SYSTEM_ACTOR_NAME and "v1" in merge.reason
     assert SourceIdentity.objects.get(pk=second.identity.pk).patient == second.patient
     assert MatchReview.objects.get(identity=second.identity).status == ReviewStatus.DISTINCT
+
+
+def test_command_queues_relink_and_refuses_bad_thresholds(world) -> None:
+    from io import StringIO
+
+    import pytest
+    from django.core.exceptions import ValidationError
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("mpi_linkage", "relink", stdout=out)
+    assert "已排队" in out.getvalue() and DBTaskResult.objects.count() == 1
+    with pytest.raises(ValidationError, match="阈值"):
+        call_command("mpi_linkage", "train", "--link-threshold=1", "--review-threshold=5")
+    with pytest.raises(ValidationError, match="少于 1000 条"):
+        call_command("mpi_linkage", "train")
