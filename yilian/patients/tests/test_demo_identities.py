@@ -50,3 +50,32 @@ def test_no_identities_flag() -> None:
     _build("--no-identities")
     assert not SourceIdentity.objects.exists() and not MatchReview.objects.exists()
     assert Patient.objects.count() == 3000
+
+
+def _identity_table_definition() -> list[tuple[str, str]]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'patients_sourceidentity'::regclass "
+            "UNION ALL SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'patients_sourceidentity' ORDER BY 1"
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.postgres_only
+def test_bulk_identity_load_restores_every_index_and_foreign_key(monkeypatch) -> None:
+    from django.db import connection
+
+    from yilian.demo import identities
+
+    if connection.vendor != "postgresql":
+        pytest.skip("COPY and index handling are PostgreSQL paths")
+    before = _identity_table_definition()
+    monkeypatch.setattr(identities, "REBUILD_INDEXES_FROM", 100)  # take the bulk path at test size
+    _build()
+    assert _identity_table_definition() == before
+    assert SourceIdentity.objects.filter(local_id__startswith="HIS").count() == 3000
+    # The blocking keys were written and their indexes answer the online matcher's lookups.
+    one = SourceIdentity.objects.filter(local_id__startswith="HIS").first()
+    assert one is not None and SourceIdentity.objects.filter(name_key=one.name_key, birth_date=one.birth_date).exists()
