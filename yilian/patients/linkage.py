@@ -52,6 +52,12 @@ def name_pinyin(name: str) -> str:
     return "".join(_char_pinyin(c) for c in normalise_name(name)).replace(" ", "")[:120]
 
 
+@lru_cache(maxsize=262144)
+def given_pinyin(name: str) -> str:
+    """Toneless pinyin of the given name (all but the first character)."""
+    return "".join(_char_pinyin(c) for c in normalise_name(name)[1:]).replace(" ", "")
+
+
 @lru_cache(maxsize=65536)
 def surname_pinyin(name: str) -> str:
     normalised = normalise_name(name)
@@ -90,9 +96,11 @@ JARO_WINKLER_NAME = 0.88
 
 
 def compare_name(a: Record, b: Record) -> int | None:
-    """4 exact (after folding), 3 same toneless pinyin (homophones), 2 pinyin Jaro–Winkler ≥ 0.88,
-    1 same surname only, 0 else. The surname is a level of the name, not a comparison of its own,
-    so an exact name is not counted twice."""
+    """4 exact (after folding), 3 same toneless pinyin (homophones), 2 pinyin Jaro–Winkler ≥ 0.88
+    for the whole name and for the given name alone, 1 same surname only, 0 else. The surname is a
+    level of the name, not a comparison of its own, so an exact name is not counted twice; and the
+    given name must be close on its own, or twins 沈丰/沈永 ("shenfeng"/"shenyong") would pass on
+    their shared surname."""
     if not a.name or not b.name:
         return None
     if normalise_name(a.name) == normalise_name(b.name):
@@ -100,7 +108,10 @@ def compare_name(a: Record, b: Record) -> int | None:
     pa, pb = a.pinyin, b.pinyin
     if pa == pb:
         return 3
-    if jellyfish.jaro_winkler_similarity(pa, pb) >= JARO_WINKLER_NAME:
+    if (
+        jellyfish.jaro_winkler_similarity(pa, pb) >= JARO_WINKLER_NAME
+        and jellyfish.jaro_winkler_similarity(given_pinyin(a.name), given_pinyin(b.name)) >= JARO_WINKLER_NAME
+    ):
         return 2
     if surname_pinyin(a.name) == surname_pinyin(b.name):
         return 1
@@ -175,7 +186,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
         "name": {"m": [0.01, 0.03, 0.04, 0.05, 0.87], "u": [0.92, 0.07, 0.006, 0.003, 0.001]},
         "birth_date": {"m": [0.01, 0.06, 0.93], "u": [0.9995, 0.00035, 0.00015]},
         "sex": {"m": [0.01, 0.99], "u": [0.5, 0.5]},
-        "id_number": {"m": [0.0001, 0.02, 0.05, 0.93], "u": [0.95, 0.04999, 0.000005, 0.000005]},
+        "id_number": {"m": [1e-10, 0.02, 0.05, 0.93], "u": [0.95, 0.04999, 0.000005, 0.000005]},
         "phone": {"m": [0.3, 0.7], "u": [0.9999, 0.0001]},
         "town": {"m": [0.2, 0.8], "u": [0.95, 0.05]},
     },

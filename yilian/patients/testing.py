@@ -10,6 +10,7 @@ surname, birth date, town and phone, a different given name and ID number.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Iterator
@@ -154,10 +155,10 @@ def person(rng: random.Random, key: int) -> Person:
 def twin_of(rng: random.Random, sibling: Person, key: int) -> Person:
     male = rng.random() < 0.5
     given = "".join(rng.choice(_GIVEN_POOL) for _ in range(max(1, len(sibling.name) - 1)))
-    return Person(
-        key, sibling.name[0] + given, "1" if male else "2", sibling.birth_date, national_id(rng, sibling.birth_date, male),
-        sibling.phone, sibling.town,
-    )  # fmt: skip
+    number = sibling.id_number
+    while number == sibling.id_number:  # two people never share a national ID
+        number = national_id(rng, sibling.birth_date, male)
+    return Person(key, sibling.name[0] + given, "1" if male else "2", sibling.birth_date, number, sibling.phone, sibling.town)
 
 
 def _noisy_name(rng: random.Random, name: str, noise: Noise) -> str:
@@ -230,14 +231,23 @@ def source_record(rng: random.Random, who: Person, noise: Noise = Noise()) -> Sy
     )
 
 
+def _unique_id(rng: random.Random, who: Person, used: set[str]) -> Person:
+    """Two people never share a national ID (the issuing office numbers each day's births)."""
+    while who.id_number in used:
+        who = dataclasses.replace(who, id_number=national_id(rng, who.birth_date, who.sex == "1"))
+    used.add(who.id_number)
+    return who
+
+
 def people(rng: random.Random, count: int, noise: Noise = Noise()) -> Iterator[Person]:
     key = 0
+    used: set[str] = set()
     while key < count:
-        first = person(rng, key)
+        first = _unique_id(rng, person(rng, key), used)
         yield first
         key += 1
         if key < count and rng.random() < noise.twins:
-            yield twin_of(rng, first, key)
+            yield _unique_id(rng, twin_of(rng, first, key), used)
             key += 1
 
 

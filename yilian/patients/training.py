@@ -19,8 +19,8 @@ from yilian.patients import linkage
 if TYPE_CHECKING:
     import pandas as pd
 
-# EM may estimate a level as never seen among matches; a floor keeps its weight finite (≈ −20).
-PROBABILITY_FLOOR = 1e-6
+# EM may estimate a level as never seen among matches; a floor keeps its weight finite (≈ −33).
+PROBABILITY_FLOOR = 1e-10
 # Blocking rules that generate the candidate pairs of batch linkage (the online matcher uses the
 # same keys through database indexes).
 PREDICT_BLOCKS = (
@@ -51,6 +51,7 @@ def identity_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame["name"] = raw["name"].map(normalised).replace("", None)
     frame["pinyin"] = raw["name"].map({n: linkage.name_pinyin(n) for n in names}).replace("", None)
     frame["surname"] = raw["name"].map({n: linkage.surname_pinyin(n) for n in names}).replace("", None)
+    frame["given"] = raw["name"].map({n: linkage.given_pinyin(n) for n in names}).fillna("")
     dates = {d: d for d in raw["birth_date"].unique() if d is not None and d == d}  # NaN != NaN
     for column, shape in (("birth", "{:%Y%m%d}"), ("birth_md", "{:%m%d}"), ("birth_dm", "{:%d%m}")):
         frame[column] = raw["birth_date"].map({d: shape.format(d) for d in dates})
@@ -107,7 +108,10 @@ def _comparisons() -> list[Any]:
             [
                 ("name_l = name_r", "exact"),
                 ("pinyin_l = pinyin_r", "same pinyin"),
-                (f"jaro_winkler_similarity(pinyin_l, pinyin_r) >= {jw}", "pinyin jaro-winkler"),
+                (
+                    f"jaro_winkler_similarity(pinyin_l, pinyin_r) >= {jw} AND jaro_winkler_similarity(given_l, given_r) >= {jw}",
+                    "pinyin jaro-winkler",
+                ),
                 ("surname_l = surname_r", "surname"),
             ],
         ),
@@ -162,9 +166,10 @@ def linker_for(frames: list[pd.DataFrame], link_type: str = "dedupe_only", model
 
 # Levels whose m expectation maximisation cannot learn: twins agree on surname, birth date, phone
 # and town, so EM files them with the duplicates. Domain knowledge fixes how often the *same*
-# person shows a different given name or two different valid national IDs (almost never), so
-# that twins fall to the review queue instead of being linked.
-FIXED_M = {("name", "surname"): 1e-6, ("name", "else"): 1e-6, ("id_number", "else"): 1e-5}
+# person shows a different given name (almost never: twins fall to the review queue instead of
+# being linked) or two different valid national IDs (never: GB 11643's check character catches
+# every single-digit typo and transposition, so two valid numbers are two people — a veto).
+FIXED_M = {("name", "surname"): 1e-6, ("name", "else"): 1e-6, ("id_number", "else"): 1e-10}
 
 
 def _fix_m(model: dict[str, Any]) -> dict[str, Any]:
@@ -177,12 +182,17 @@ def _fix_m(model: dict[str, Any]) -> dict[str, Any]:
             if key in FIXED_M:
                 fixed[id(level)] = FIXED_M[key]
         if not fixed:
-            continue
+            continue  # the floor below still applies
         free = [lv for lv in levels if id(lv) not in fixed]
         free_mass = sum(float(lv.get("m_probability") or 0.0) for lv in free) or 1.0
         scale = (1.0 - sum(fixed.values())) / free_mass
         for level in levels:
             level["m_probability"] = fixed.get(id(level), float(level.get("m_probability") or 0.0) * scale)
+    for comparison in model["comparisons"]:  # Splink refuses zeros when it reloads the model
+        for level in comparison["comparison_levels"]:
+            for key in ("m_probability", "u_probability"):
+                if key in level and level[key] is not None:
+                    level[key] = max(float(level[key]), PROBABILITY_FLOOR)
     return model
 
 
