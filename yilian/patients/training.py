@@ -190,9 +190,9 @@ def _fix_m(model: dict[str, Any]) -> dict[str, Any]:
             level["m_probability"] = fixed.get(id(level), float(level.get("m_probability") or 0.0) * scale)
     for comparison in model["comparisons"]:  # Splink refuses zeros when it reloads the model
         for level in comparison["comparison_levels"]:
-            for key in ("m_probability", "u_probability"):
-                if key in level and level[key] is not None:
-                    level[key] = max(float(level[key]), PROBABILITY_FLOOR)
+            for probability in ("m_probability", "u_probability"):
+                if level.get(probability) is not None:
+                    level[probability] = max(float(level[probability]), PROBABILITY_FLOOR)
     return model
 
 
