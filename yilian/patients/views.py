@@ -41,6 +41,7 @@ from yilian.patients.services import patient_unmerge, review_decide
 from yilian.web.pagination import paginate
 
 RECENT_ACCESS_ROWS = 20
+IDENTITY_ROWS = 50
 # An ID-number or phone search: digits (and the X check character), at least four.
 NUMBER_QUERY = re.compile(r"^[0-9X]{4,30}$")
 
@@ -91,7 +92,9 @@ def patient_detail(request: HttpRequest, uuid: str) -> HttpResponse:
     patient = access_patient(actor, uuid, path=request.get_full_path())
     grant = basis_grant(actor, patient)
     recent_access = AccessLog.objects.filter(patient=patient).select_related("acting_institution")[:RECENT_ACCESS_ROWS]
-    return render(request, "patients/detail.html", {"patient": patient, "grant": grant, "recent_access": recent_access})
+    identities = SourceIdentity.objects.filter(patient=patient).select_related("institution").order_by("id")[:IDENTITY_ROWS]
+    context = {"patient": patient, "grant": grant, "recent_access": recent_access, "identities": identities}
+    return render(request, "patients/detail.html", context)
 
 
 @login_required

@@ -119,3 +119,11 @@ def test_institution_holding_an_identity_sees_the_patient(world, login) -> None:
     assert "伍国华" in other.get("/patients/").content.decode()
     # Still nobody else's: D holds nothing of the patient.
     assert Patient.objects.filter(pk=patient.pk, identities__institution=world.d).count() == 0
+
+
+def test_detail_lists_the_source_identities_of_the_patient(world, login) -> None:
+    identity_ingest(
+        institution=world.t, data=IdentityData(local_id="T-77", name="伍国华", birth_date=BORN, id_number="440781195803070012")
+    )
+    body = login("lead_clinician").get(f"/patients/{world.patients['at_a'].uuid}/").content.decode()
+    assert "T-77" in body and "身份证号确定性匹配" in body and "台山市中医院".replace("台山市", "") in body
