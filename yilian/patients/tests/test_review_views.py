@@ -174,3 +174,37 @@ def test_unmerge_matrix(world, actor_of) -> None:
     )
     merge.refresh_from_db()
     assert merge.unmerged_at is not None
+
+
+def test_merge_list_queries_do_not_grow_with_rows(world, login, actor_of, django_assert_max_num_queries) -> None:
+    actor = actor_of("consortium_manager")
+    for n in range(5):
+        outcome = identity_ingest(institution=world.c, data=IdentityData(local_id=f"M-{n}", name=f"合并{n}号", birth_date=BORN))
+        patient_merge(actor=actor, survivor=world.patients["at_b"], merged=outcome.patient, reason=f"第{n}次")
+    client = login("consortium_manager")
+    with django_assert_max_num_queries(12):
+        response = client.get("/patients/merges/")
+    assert response.status_code == 200 and response.content.decode().count("撤销合并") >= 5
+    logged = AccessLog.objects.filter(user=world.user("consortium_manager"), action=AccessAction.LIST)
+    assert logged.count() == 6  # five merged patients and the survivor, once each
+
+
+def test_merge_list_matrix(world) -> None:
+    run_matrix(
+        world,
+        Endpoint("GET", lambda w: "/patients/merges/"),
+        allowed={"consortium_manager": 200, "institution_admin": 200, "system_admin": 200},
+        denied_status={"anonymous": 302, **dict.fromkeys(set(ALL) - {"anonymous"}, 403)},
+        personas=ALL,
+        watched=WATCHED,
+    )
+
+
+def test_bad_addresses_are_not_found(world, login) -> None:
+    client = login("consortium_manager")
+    assert client.get("/patients/review/not-a-uuid/").status_code == 404
+    assert client.get("/patients/review/00000000-0000-4000-8000-000000000000/").status_code == 404
+    assert client.post("/patients/merges/00000000-0000-4000-8000-000000000000/undo/", {"confirm": "on"}).status_code == 404
+    assert client.get("/patients/merges/00000000-0000-4000-8000-000000000000/undo/").status_code == 405
+    for query in ("?page=999999", "?page=x&page_size=100000000", "?show=%00"):
+        assert client.get(f"/patients/review/{query}").status_code == 200  # nonsense pages give the last page
