@@ -76,7 +76,7 @@ class TimelineFilter:
     """What the 360 view narrows the timeline to; empty means everything."""
 
     kinds: frozenset[str] = frozenset()
-    institution: Institution | None = None
+    institution_id: int | None = None  # 0 matches nothing (an institution that sent nothing)
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     query: str = ""
@@ -107,8 +107,8 @@ def _start_of(day: dt.date) -> dt.datetime:
 def _kind_queryset(kind: TimelineKind, patient: Patient, filters: TimelineFilter) -> QuerySet[Any]:
     queryset = kind.model._default_manager.filter(identity__patient=patient)
     time = kind.time_field
-    if filters.institution is not None:
-        queryset = queryset.filter(institution=filters.institution)
+    if filters.institution_id is not None:
+        queryset = queryset.filter(institution_id=filters.institution_id)
     if filters.date_from is not None:
         queryset = queryset.filter(**{f"{time}__gte": _start_of(filters.date_from)})
     if filters.date_to is not None:
@@ -120,7 +120,12 @@ def _kind_queryset(kind: TimelineKind, patient: Patient, filters: TimelineFilter
         for name in kind.text_fields:
             match |= Q(**{f"{name}__icontains": filters.query})
         queryset = queryset.filter(match)
-    return queryset.annotate(kind=Value(kind.key, output_field=CharField()), when=F(time)).values_list("id", "kind", "when")
+    # No ORDER BY inside the parts of a compound statement (SQLite refuses it); the union is ordered.
+    return (
+        queryset.order_by()
+        .annotate(record_kind=Value(kind.key, output_field=CharField()), record_time=F(time))
+        .values_list("id", "record_kind", "record_time")
+    )
 
 
 def timeline_rows(patient: Patient, filters: TimelineFilter) -> QuerySet[Any] | None:
@@ -131,7 +136,7 @@ def timeline_rows(patient: Patient, filters: TimelineFilter) -> QuerySet[Any] | 
     parts = [_kind_queryset(TIMELINE_KINDS[key], patient, filters) for key in keys]
     first, rest = parts[0], parts[1:]
     combined = first.union(*rest, all=True) if rest else first
-    return combined.order_by("-when", "kind", "-id")
+    return combined.order_by("-record_time", "record_kind", "-id")
 
 
 def timeline_page(
@@ -145,18 +150,22 @@ def timeline_page(
     start = (page - 1) * page_size
     if start >= count:
         return [], count
-    page_rows = list(rows[start : start + page_size])
+    return timeline_items(list(rows[start : start + page_size]), actor=actor), count
+
+
+def timeline_items(rows: Sequence[tuple[int, str, dt.datetime]], *, actor: Actor | None = None) -> list[TimelineItem]:
+    """The items for (id, kind, time) rows of `timeline_rows`, in the same order: one query per kind."""
     by_kind: dict[str, list[int]] = {}
-    for pk, kind, _when in page_rows:
+    for pk, kind, _when in rows:
         by_kind.setdefault(kind, []).append(pk)
     loaded: dict[tuple[str, int], Any] = {}
     for kind, ids in by_kind.items():
         for record in TIMELINE_KINDS[kind].model._default_manager.filter(pk__in=ids).select_related("institution"):
             loaded[(kind, record.pk)] = record
-    items = [_item(kind, loaded[(kind, pk)]) for pk, kind, _when in page_rows if (kind, pk) in loaded]
+    items = [_item(kind, loaded[(kind, pk)]) for pk, kind, _when in rows if (kind, pk) in loaded]
     if actor is not None:
         _mark_recognisable(actor, items)
-    return items, count
+    return items
 
 
 def _money(value: Any) -> str:
