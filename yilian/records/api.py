@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from yilian.accounts.roles import Permission
@@ -148,13 +148,13 @@ class ServiceRequestOut(Schema):
 
 
 @router.post("/patients/{id}/service-requests", response={201: ServiceRequestOut, ERRORS: ErrorOut})
-def service_request_create_endpoint(request: HttpRequest, id: UUID, payload: ServiceRequestIn) -> tuple[int, ServiceRequest]:
+def service_request_create_endpoint(request: HttpRequest, id: UUID, payload: ServiceRequestIn) -> Status:
     """开检查/检验。"""
     actor = actor_of(request)
     actor.require(Permission.RESULT_RECOGNISE)
     _test(payload.code)
     patient = access_patient_record(actor, id, path=request.get_full_path())
-    return 201, service_request_create(actor=actor, patient=patient, code=payload.code, reason=payload.reason)
+    return Status(201, service_request_create(actor=actor, patient=patient, code=payload.code, reason=payload.reason))
 
 
 class RecognitionIn(InputSchema):
@@ -176,7 +176,7 @@ class RecognitionOut(Schema):
 
 
 @router.post("/patients/{id}/result-recognitions", response={201: RecognitionOut, ERRORS: ErrorOut})
-def result_recognition_create(request: HttpRequest, id: UUID, payload: RecognitionIn) -> tuple[int, ResultRecognition]:
+def result_recognition_create(request: HttpRequest, id: UUID, payload: RecognitionIn) -> Status:
     """结果互认：采用其他成员单位的结果，不再重复检查；每次互认均有记录。"""
     actor = actor_of(request)
     actor.require(Permission.RESULT_RECOGNISE)
@@ -186,4 +186,4 @@ def result_recognition_create(request: HttpRequest, id: UUID, payload: Recogniti
     result = model._default_manager.filter(uuid=payload.result_id, identity__patient=patient).first()
     if result is None:
         raise ApiError("validation_error", fields={"result_id": ["未找到该患者的这项结果。"]})
-    return 201, result_recognise(actor=actor, patient=patient, result=result, code=test.code)
+    return Status(201, result_recognise(actor=actor, patient=patient, result=result, code=test.code))
