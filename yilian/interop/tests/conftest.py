@@ -19,10 +19,18 @@ def b_key(world: World) -> str:
 
 def hl7(kind: str, body: str, *, control_id: str = "MSG0001", charset_field: str = "UNICODE UTF-8", security: str = "") -> str:
     event = kind.split("^")[1]
-    return f"MSH|^~\\&|HIS|SB|YILIAN|YL|20260105093000|{security}|{kind}^{kind.replace('^', '_')}|{control_id}|P|2.5.1|||||CHN|{charset_field}\r{'EVN|' + event + '|20260105093000' + chr(13) if kind.startswith('ADT') else ''}{body}"
+    structure = kind.replace("^", "_")
+    msh = (
+        f"MSH|^~\\&|HIS|SB|YILIAN|YL|20260105093000|{security}|{kind}^{structure}|{control_id}|P|2.5.1|||||CHN|{charset_field}\r"
+    )
+    evn = f"EVN|{event}|20260105093000\r" if kind.startswith("ADT") else ""
+    return msh + evn + body
 
 
-PID = "PID|1||P0001^^^SB^PI~440781195803070012^^^CHN^NNCHN~BA01^^^SB^MR||伍^国华||19580307|M|||石龙村1号^水步镇^台山市^广东省||13800000000\r"
+PID = (
+    "PID|1||P0001^^^SB^PI~440781195803070012^^^CHN^NNCHN~BA01^^^SB^MR||伍^国华||19580307|M|||"
+    "石龙村1号^水步镇^台山市^广东省||13800000000\r"
+)
 PID_2 = "PID|1||P0002^^^SB^PI||黄^美玲||19620512|F\r"
 PV1 = "PV1|1|O|全科医学科^^^SB||||D01^黄^晓敏||||||||||||V0001|居民医保||||||||||||||||||||||||20260105093000\r"
 SAMPLES = {

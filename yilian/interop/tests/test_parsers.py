@@ -98,7 +98,12 @@ def test_ack_echoes_control_id_and_charset() -> None:
 PATIENT = {
     "resourceType": "Patient",
     "id": "P0001",
-    "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NNCHN"}]}, "value": "440781195803070012"}],
+    "identifier": [
+        {
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NNCHN"}]},
+            "value": "440781195803070012",
+        }
+    ],
     "name": [{"family": "伍", "given": ["国华"]}],
     "gender": "male",
     "birthDate": "1958-03-07",
@@ -137,7 +142,12 @@ def test_impossible_date_passes_the_schema_but_not_the_mapper() -> None:
 
 
 def test_observation_needs_an_id_for_idempotency() -> None:
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "血糖"}, "subject": {"reference": "Patient/P0001"}}
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "血糖"},
+        "subject": {"reference": "Patient/P0001"},
+    }
     with pytest.raises(ParseError, match="id 或 identifier"):
         mapping.resource_items(mapping.check(observation), mapping.References())
 
