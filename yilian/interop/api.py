@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
-from yilian.core.api import BearerKeyAuth, HeaderKeyAuth, actor_of
+from yilian.core.api import ERRORS, BearerKeyAuth, ErrorOut, HeaderKeyAuth, actor_of
 from yilian.interop import services
 from yilian.interop.models import Channel
 
@@ -17,7 +17,7 @@ MAX_HL7_BYTES = 2 * 1024 * 1024
 @router.post(
     "/interop/hl7",
     auth=[BearerKeyAuth(), HeaderKeyAuth()],
-    response={200: None},
+    response={200: None, ERRORS: ErrorOut},
     openapi_extra={"requestBody": {"content": {"x-application/hl7-v2+er7": {"schema": {"type": "string"}}}}},
 )
 def hl7_receive(request: HttpRequest) -> HttpResponse:
