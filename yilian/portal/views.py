@@ -137,9 +137,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
     session = resident_session_of(request)
     if session is not None:
         resident_session_end(session=session)
+        messages.success(request, _("您已安全退出。"))
     response = redirect("portal:sign_in")
     forget_cookie(response, SESSION_COOKIE)
-    messages.success(request, _("您已安全退出。"))
     return response
 
 
