@@ -15,7 +15,10 @@ from django.conf import settings
 from django.test import Client, TestCase
 from django.utils import timezone
 
+from yilian.accounts.actors import Actor
+from yilian.accounts.selectors import current_memberships
 from yilian.notifications.sms import ConsoleSmsGateway
+from yilian.organizations.models import Institution
 from yilian.patients.models import Patient
 from yilian.portal.access import SESSION_COOKIE
 from yilian.portal.models import ResidentSession
@@ -24,6 +27,13 @@ from yilian.testing.world import PERSONAS, World
 
 PORTAL_WATCHED = (*DEFAULT_WATCHED, "portal.SignInChallenge", "portal.ResidentSession")
 CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+
+
+def actor(world: World, persona: str, institution: Institution | None = None) -> Actor:
+    """A persona acting through their membership (at `institution` when they have several)."""
+    memberships = current_memberships(world.user(persona))
+    membership = next(m for m in memberships if institution is None or m.institution == institution)
+    return Actor(user=world.user(persona), membership=membership, ip_address="10.0.0.8")
 
 
 def last_code_sent_to(phone: str) -> str:

@@ -10,19 +10,10 @@ from django.utils import timezone
 
 from yilian.access.models import AccessAction, AccessGrant, AccessLog, GrantSource
 from yilian.access.services import break_glass_open, grant_issue, grant_revoke
-from yilian.accounts.actors import Actor
-from yilian.accounts.selectors import current_memberships
 from yilian.patients.access import access_patient, patients_listed
 from yilian.portal.models import ResidentSession
-from yilian.portal.testing import force_resident_login, resident_client, run_portal_matrix
+from yilian.portal.testing import actor, force_resident_login, resident_client, run_portal_matrix
 from yilian.testing.matrix import Endpoint
-
-
-def actor(world, persona: str, institution=None) -> Actor:  # type: ignore[no-untyped-def]
-    user = world.user(persona)
-    memberships = current_memberships(user)
-    membership = next(m for m in memberships if institution is None or m.institution == institution)
-    return Actor(user=user, membership=membership, ip_address="10.0.0.8")
 
 
 def _rows(body: str) -> list[str]:
@@ -100,7 +91,7 @@ def test_empty_access_log(world) -> None:
     assert "还没有医务人员查看过您的档案" in body
 
 
-def test_summary_shows_demographics_holder_grid_doctor_and_grants(world, django_assert_max_num_queries) -> None:
+def test_summary_shows_demographics_holder_grid_doctor_and_grants(world, django_assert_num_queries) -> None:
     resident = world.patients["at_v"]  # 陈大明, held by the village clinic, grid 石龙村
     now = timezone.now()
     grant_issue(
@@ -130,7 +121,7 @@ def test_summary_shows_demographics_holder_grid_doctor_and_grants(world, django_
 
     client = force_resident_login(resident)
     client.get("/me/")
-    with django_assert_max_num_queries(4):  # session, patient, grants
+    with django_assert_num_queries(3):  # session, patient, grants
         response = client.get("/me/")
     body = response.content.decode()
     assert "陈大明" in body and "4407**********0033" in body and resident.id_number not in body
