@@ -18,7 +18,7 @@ from yilian.web.tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 390, "height": 844}
+PHONE = {"width": 390, "height": 844}  # an ordinary phone, in CSS pixels
 
 
 @pytest.fixture
@@ -29,7 +29,13 @@ def phone_page(monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[typ
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN")
+        context = browser.new_context(
+            viewport=PHONE,  # type: ignore[arg-type]
+            device_scale_factor=2,
+            is_mobile=True,
+            has_touch=True,
+            locale="zh-CN",
+        )
         page = context.new_page()
         page.set_default_timeout(15_000)
         try:
