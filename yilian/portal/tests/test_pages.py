@@ -241,3 +241,16 @@ def test_sign_in_pages_are_public_and_write_nothing(world, path) -> None:
         personas=("anonymous", "lead_clinician"),
     )
     assert results == {"anonymous": expected, "lead_clinician": expected, "resident": 302}
+
+
+def test_demo_prints_a_resident_who_can_sign_in(world) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    access_patient(actor(world, "other_consortium_user"), world.patients["at_t"].uuid)
+    out = StringIO()
+    call_command("portal_try", "--url", "http://127.0.0.1:8123/me/", stdout=out)
+    text = out.getvalue()
+    assert "http://127.0.0.1:8123/me/" in text
+    assert "甄伟" in text and "13800000000" in text and "440781198811110014" in text  # the one staff have read
