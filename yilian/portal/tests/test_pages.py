@@ -9,7 +9,8 @@ from django.test import Client
 from django.utils import timezone
 
 from yilian.access.models import AccessAction, AccessGrant, AccessLog, GrantSource
-from yilian.access.services import break_glass_open, grant_issue, grant_revoke
+from yilian.access.services import break_glass_open, break_glass_review, grant_issue, grant_revoke
+from yilian.accounts.actors import Actor
 from yilian.patients.access import access_patient, patients_listed
 from yilian.portal.models import ResidentSession
 from yilian.portal.testing import actor, force_resident_login, resident_client, run_portal_matrix
@@ -56,8 +57,17 @@ def test_access_log_shows_exactly_this_residents_rows(world, looked_at) -> None:
     assert "李志强" in rows[1] and "人民医院" in rows[1] and "心血管内科" in rows[1] and "转诊" in rows[1]
     assert "查看健康档案" in rows[1] and 'data-break-glass="1"' not in rows[1]
     assert "黄晓敏" in rows[2] and "水步镇卫生院" in rows[2] and "全科医学科" in rows[2] and "档案持有机构" in rows[2]
+    assert "待隐私专员审核" in rows[0] and "审核" not in rows[1] + rows[2]
     assert "伍国华" not in body
     assert AccessLog.objects.count() == before  # reading one's own log is not logged as staff access
+
+
+def test_a_reviewed_break_glass_shows_the_verdict(world, looked_at) -> None:
+    grant = AccessGrant.objects.get(source=GrantSource.BREAK_GLASS)
+    reviewer = Actor(user=world.user("system_admin"))  # no privacy officer at B or T in the world
+    break_glass_review(actor=reviewer, grant=grant, outcome="justified", note="抢救属实")
+    rows = _rows(force_resident_login(looked_at).get("/me/access-log/").content.decode())
+    assert "隐私专员审核：合理" in rows[0] and "抢救属实" not in rows[0]
 
 
 def test_access_log_times_are_shown_in_shanghai_time(world) -> None:
