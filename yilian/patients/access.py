@@ -1,7 +1,8 @@
 """The patient gatekeeper. Patient-identifiable data is loaded only through here.
 
-An actor sees a patient when the acting institution holds the record (or is the township centre
-of the village clinic that does), or through an active AccessGrant to the institution or the
+An actor sees a patient when the acting institution holds the record — it registered the patient
+(home institution) or holds one of the patient's source identities (ADR 0003) — or is the township
+centre of a village clinic that does, or through an active AccessGrant to the institution or the
 user. Management, bureau and admin roles have no PATIENT_VIEW and see nothing. Every read
 writes access-log rows (access.services.access_log_record).
 """
@@ -19,9 +20,10 @@ from django.utils.translation import gettext as _
 from yilian.access.models import AccessAction, AccessGrant
 from yilian.access.services import access_log_record
 from yilian.accounts.actors import Actor
-from yilian.accounts.roles import Permission
-from yilian.organizations.access import NOTHING
-from yilian.patients.models import Patient
+from yilian.accounts.roles import Permission, Role
+from yilian.organizations.access import NOTHING, led_consortium_ids
+from yilian.organizations.models import ConsortiumMembership, Institution
+from yilian.patients.models import MatchReview, Patient, PatientMerge, SourceIdentity
 
 
 def _active_grants(actor: Actor):  # type: ignore[no-untyped-def]
@@ -34,17 +36,32 @@ def _active_grants(actor: Actor):  # type: ignore[no-untyped-def]
 def patient_scope_filter(actor: Actor) -> Q:
     if not actor.can(Permission.PATIENT_VIEW) or actor.institution is None:
         return NOTHING
-    institution = actor.institution
-    held = Q(home_institution=institution) | Q(home_institution__parent=institution)
-    return held | Q(id__in=_active_grants(actor).values("patient_id"))
+    # One IN over a UNION of index lookups (home institution, identities, grants): an OR across
+    # joins made PostgreSQL scan every patient at 1,000,000 residents.
+    holders = _holding_institutions(actor.institution)
+    registered = Patient.objects.filter(home_institution__in=holders).order_by().values("id")
+    identified = SourceIdentity.objects.filter(institution__in=holders).order_by().values("patient_id")
+    granted = _active_grants(actor).order_by().values("patient_id")
+    return Q(id__in=registered.union(identified, granted))
+
+
+def _holding_institutions(institution: Institution) -> list[int]:
+    """The acting institution and its village clinics (a township centre holds their records)."""
+    return [institution.pk, *Institution.objects.filter(parent=institution).values_list("pk", flat=True)]
+
+
+def holds_patient(institution: Institution | None, patient: Patient) -> bool:
+    """Whether `institution` holds `patient`'s record (registered it, or holds an identity of it)."""
+    if institution is None:
+        return False
+    if patient.home_institution_id == institution.id or patient.home_institution.parent_id == institution.id:
+        return True
+    return SourceIdentity.objects.filter(patient=patient, institution__in=_holding_institutions(institution)).exists()
 
 
 def basis_grant(actor: Actor, patient: Patient) -> AccessGrant | None:
     """The grant that lets `actor` see `patient`, or None when the acting institution holds the record."""
-    institution = actor.institution
-    if institution is not None and (
-        patient.home_institution_id == institution.id or patient.home_institution.parent_id == institution.id
-    ):
+    if holds_patient(actor.institution, patient):
         return None
     # Personal (break-glass) grants first, so their use shows up in the review.
     return _active_grants(actor).filter(patient=patient).order_by("-grantee_user_id", "-expires_at").first()
@@ -64,3 +81,77 @@ def patients_listed(actor: Actor, patients: Sequence[Patient], *, path: str = ""
     """Log that a list page or API page showed these patients' identities to `actor`."""
     grants = {g.patient_id: g for g in _active_grants(actor).filter(patient__in=[p.pk for p in patients]).order_by("expires_at")}
     access_log_record(actor=actor, patients=patients, action=AccessAction.LIST, grant_for=lambda p: grants.get(p.pk), path=path)
+
+
+# --- the review queue of the master patient index -------------------------------------------------
+#
+# Scope (MPI_REVIEW): a system admin reviews everything; a consortium manager reviews items touching
+# any member of the consortia their institution leads; an institution admin reviews items touching
+# their institution or its village clinics. An item "touches" an institution when the incoming
+# identity came from it or the candidate golden patient is registered there. Reviewers see both
+# sides in full — every such read is written to the access log.
+
+
+def review_institution_ids(actor: Actor) -> list[int] | None:
+    """The institutions whose review items `actor` decides; None means all (system admin)."""
+    if not actor.can(Permission.MPI_REVIEW):
+        return []
+    if actor.is_system_admin:
+        return None
+    institution = actor.institution
+    if institution is None:
+        return []
+    ids = set(_holding_institutions(institution))
+    if actor.role == Role.CONSORTIUM_MANAGER:
+        members = ConsortiumMembership.objects.current().filter(consortium_id__in=led_consortium_ids(institution))
+        ids.update(members.values_list("institution_id", flat=True))
+    return sorted(ids)
+
+
+def review_scope_filter(actor: Actor) -> Q:
+    """Q over MatchReview for the items `actor` may see and decide."""
+    ids = review_institution_ids(actor)
+    if ids is None:
+        return Q()
+    if not ids:
+        return NOTHING
+    from_here = MatchReview.objects.filter(identity__institution__in=ids).order_by().values("id")
+    about_here = MatchReview.objects.filter(candidate__home_institution__in=ids).order_by().values("id")
+    return Q(id__in=from_here.union(about_here))
+
+
+def merge_scope_filter(actor: Actor) -> Q:
+    """Q over PatientMerge for the merges `actor` may see and undo."""
+    ids = review_institution_ids(actor)
+    if ids is None:
+        return Q()
+    if not ids:
+        return NOTHING
+    return Q(actor_institution__in=ids) | Q(survivor__home_institution__in=ids) | Q(merged__home_institution__in=ids)
+
+
+def access_review(actor: Actor, key: UUID | str) -> MatchReview:
+    """Load one review item for a reviewer; missing and out of scope are both 404."""
+    try:
+        return (
+            MatchReview.objects.select_related(
+                "identity__institution", "identity__patient__home_institution", "candidate__home_institution"
+            )
+            .filter(review_scope_filter(actor))
+            .get(uuid=key)
+        )
+    except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
+        raise Http404(_("未找到，或您无权访问。")) from exc
+
+
+def access_merge(actor: Actor, key: UUID | str) -> PatientMerge:
+    try:
+        return PatientMerge.objects.select_related("survivor", "merged").filter(merge_scope_filter(actor)).get(uuid=key)
+    except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
+        raise Http404(_("未找到，或您无权访问。")) from exc
+
+
+def identities_reviewed(actor: Actor, patients: Sequence[Patient], *, path: str = "") -> None:
+    """Log that a reviewer read these patients' identities on the review pages (basis: holder of
+    the review duty, no grant)."""
+    access_log_record(actor=actor, patients=patients, action=AccessAction.VIEW_SUMMARY, grant_for=lambda p: None, path=path)

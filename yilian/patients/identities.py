@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from yilian.patients.models import IdentityDocumentType, Sex
+from yilian.patients.models import IdentityDocumentType, Patient, Sex, SourceIdentity
 
 
 @dataclass(frozen=True)
@@ -24,3 +24,15 @@ class IdentityData:
     record_number: str = ""
     health_card_number: str = ""
     insurance_number: str = ""
+
+
+@dataclass(frozen=True)
+class IdentityOutcome:
+    """What identity_ingest did: the identity, the golden patient it is linked to, whether the
+    identity is new, how it was linked (LinkMethod) and whether a review item is open for it."""
+
+    identity: SourceIdentity
+    patient: Patient
+    created: bool
+    method: str
+    needs_review: bool

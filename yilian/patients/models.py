@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -66,6 +67,10 @@ class Patient(PublicModel):
     )
     home_institution = models.ForeignKey(
         Institution, on_delete=models.PROTECT, related_name="registered_patients", verbose_name="建档机构"
+    )
+    # Set while this golden patient is merged into another (its identities moved there); cleared by unmerge.
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="已合并至"
     )
 
     objects = PatientQuerySet.as_manager()
@@ -128,6 +133,13 @@ class SourceIdentity(PublicModel):
     link_score = models.FloatField("匹配得分", null=True, blank=True)
     link_method = models.CharField("匹配方式", max_length=16, choices=LinkMethod.choices, default=LinkMethod.NEW)
     linked_at = models.DateTimeField("关联时间", null=True, blank=True)
+    linked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="关联人"
+    )
+    # Blocking keys of the online matcher (derived on save by identity_ingest): the toneless pinyin
+    # of the name ("zhangwei") and the phone's last 8 digits, both indexed.
+    name_key = models.CharField("姓名拼音键", max_length=120, blank=True, editable=False)
+    phone_key = models.CharField("电话键", max_length=8, blank=True, editable=False)
 
     class Meta:
         verbose_name = "源身份"
@@ -139,7 +151,126 @@ class SourceIdentity(PublicModel):
         indexes = [
             models.Index(fields=["id_number"]),
             models.Index(fields=["institution", "patient"]),
+            models.Index(fields=["patient", "institution"], name="patients_identity_patient_idx"),
+            models.Index(fields=["name_key", "birth_date"], name="patients_identity_name_birth"),
+            models.Index(fields=["phone_key"], name="patients_identity_phone"),
+            models.Index(fields=["birth_date", "town"], name="patients_identity_birth_town"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name}（{self.local_id}）"
+
+
+class IdentityLinkEvent(models.Model):
+    """One change of the golden patient an identity is linked to (关联历史), kept for audit and
+    so that unmerge can put every identity back where it was."""
+
+    identity = models.ForeignKey(SourceIdentity, on_delete=models.PROTECT, related_name="link_events", verbose_name="源身份")
+    from_patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="原患者"
+    )
+    to_patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+", verbose_name="新患者")
+    method = models.CharField("匹配方式", max_length=16, choices=LinkMethod.choices)
+    score = models.FloatField("匹配得分", null=True, blank=True)
+    # The link as it was before this change, so unmerge can restore it exactly.
+    previous_method = models.CharField("原匹配方式", max_length=16, choices=LinkMethod.choices, blank=True)
+    previous_score = models.FloatField("原匹配得分", null=True, blank=True)
+    previous_linked_at = models.DateTimeField("原关联时间", null=True, blank=True)
+    merge = models.ForeignKey(
+        "PatientMerge", on_delete=models.PROTECT, null=True, blank=True, related_name="link_events", verbose_name="合并"
+    )
+    actor_name = models.CharField("操作人", max_length=60, blank=True)
+    at = models.DateTimeField("时间", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "关联记录"
+        verbose_name_plural = "关联记录"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.identity_id}: {self.from_patient_id} → {self.to_patient_id}"
+
+
+class PatientMerge(PublicModel):
+    """A merge of golden patient `merged` into `survivor` (患者合并): every identity of `merged` was
+    moved to `survivor`. Unmerge moves exactly those identities back and stamps `unmerged_at`."""
+
+    survivor = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="merges_survived", verbose_name="保留患者")
+    merged = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="merges_absorbed", verbose_name="被合并患者")
+    reason = models.CharField("合并原因", max_length=500)
+    actor_name = models.CharField("操作人", max_length=60)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="操作用户"
+    )
+    actor_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="操作机构"
+    )
+    unmerged_at = models.DateTimeField("撤销时间", null=True, blank=True)
+    unmerged_by_name = models.CharField("撤销人", max_length=60, blank=True)
+
+    class Meta:
+        verbose_name = "患者合并"
+        verbose_name_plural = "患者合并"
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(survivor=models.F("merged")), name="patients_merge_distinct"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merged_id} → {self.survivor_id}"
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", _("待审核")
+    LINKED = "linked", _("已确认同一人")
+    DISTINCT = "distinct", _("已确认非同一人")
+
+
+class MatchReview(PublicModel):
+    """A possible match between the review thresholds (待审核匹配): `identity` was given a new golden
+    patient, and `candidate` may be the same person. A reviewer merges them or keeps them apart."""
+
+    identity = models.ForeignKey(SourceIdentity, on_delete=models.PROTECT, related_name="reviews", verbose_name="源身份")
+    candidate = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+", verbose_name="候选患者")
+    score = models.FloatField("匹配得分")
+    comparison = models.JSONField("比较明细", default=dict)
+    status = models.CharField("状态", max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.OPEN)
+    decided_at = models.DateTimeField("审核时间", null=True, blank=True)
+    decided_by_name = models.CharField("审核人", max_length=60, blank=True)
+    merge = models.ForeignKey(
+        PatientMerge, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="合并"
+    )
+
+    class Meta:
+        verbose_name = "待审核匹配"
+        verbose_name_plural = "待审核匹配"
+        ordering = ["-score", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["identity", "candidate"], name="patients_review_unique_pair"),
+        ]
+        indexes = [models.Index(fields=["status", "-score"], name="patients_review_status")]
+
+    def __str__(self) -> str:
+        return f"{self.identity_id} ~ {self.candidate_id} ({self.score:.1f})"
+
+
+class LinkageModel(models.Model):
+    """A trained Fellegi–Sunter model (概率匹配模型): m/u probabilities per comparison level and the
+    two thresholds, as JSON, versioned. The newest active row drives online matching."""
+
+    version = models.PositiveIntegerField("版本", unique=True)
+    parameters = models.JSONField("参数")
+    link_threshold = models.FloatField("自动关联阈值")
+    review_threshold = models.FloatField("人工审核阈值")
+    trained_on = models.PositiveIntegerField("训练记录数", default=0)
+    note = models.CharField("说明", max_length=200, blank=True)
+    active = models.BooleanField("启用", default=True)
+    created_at = models.DateTimeField("创建时间", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "匹配模型"
+        verbose_name_plural = "匹配模型"
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"v{self.version}"

@@ -28,7 +28,8 @@ from yilian.organizations.models import (
     MemberRole,
     ServiceGrid,
 )
-from yilian.patients.models import Patient, Sex
+from yilian.patients.linkage import name_pinyin
+from yilian.patients.models import LinkMethod, Patient, Sex, SourceIdentity
 
 PASSWORD = "Yilian-Test-2026"
 START = dt.date(2020, 1, 1)
@@ -160,6 +161,24 @@ def build_world() -> World:
             town=home.town,
             home_institution=home,
             grid=grid_b if home == v else None,
+        )
+        # The master patient index: the registering institution's own identity of the patient.
+        p = world.patients[key]
+        SourceIdentity.objects.create(
+            institution=home,
+            local_id=f"P{p.pk:06d}",
+            name=p.name,
+            sex=p.sex,
+            birth_date=p.birth_date,
+            id_number=p.id_number,
+            id_number_valid=True,
+            phone=p.phone,
+            address=p.address,
+            town=p.town,
+            patient=p,
+            link_method=LinkMethod.NEW,
+            name_key=name_pinyin(p.name),
+            phone_key=p.phone[-8:],
         )
 
     patient("at_a", "伍国华", a, "440781195803070012")

@@ -1,0 +1,463 @@
+"""Writes of the master patient index (患者主索引): ingesting a source identity and linking it
+online, merging and unmerging golden patients, deciding review items, storing linkage models.
+
+Linking an incoming identity (ADR 0003):
+1. a valid national ID (GB 11643) already known → the same golden patient (`national_id`);
+2. otherwise candidates are blocked with indexed keys (ID number, phone, pinyin name + birth
+   date, pinyin name + town, birth date + town) and scored with the stored Fellegi–Sunter
+   weights: at or above the link threshold → that patient (`probabilistic`); between the review
+   and the link threshold → a new golden patient and a review item per candidate; below → a new
+   golden patient (`new`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from yilian.accounts.actors import Actor
+from yilian.core.validators import is_valid_national_id
+from yilian.organizations.models import Institution
+from yilian.patients import linkage
+from yilian.patients.identities import IdentityData, IdentityOutcome
+from yilian.patients.models import (
+    IdentityDocumentType,
+    IdentityLinkEvent,
+    LinkageModel,
+    LinkMethod,
+    MatchReview,
+    Patient,
+    PatientMerge,
+    ReviewStatus,
+    Sex,
+    SourceIdentity,
+)
+
+# Candidates fetched per blocking key; a common name in one town must not flood the scorer.
+BLOCK_LIMIT = 50
+# Review items opened per incoming identity (the best candidates between the thresholds).
+MAX_REVIEWS_PER_IDENTITY = 3
+MAX_REASON_LENGTH = 500
+
+_DEMOGRAPHICS = (
+    "record_number",
+    "name",
+    "sex",
+    "birth_date",
+    "id_type",
+    "id_number",
+    "id_number_valid",
+    "phone",
+    "address",
+    "town",
+    "health_card_number",
+    "insurance_number",
+)
+_LIMITS = {
+    "local_id": 64,
+    "record_number": 64,
+    "name": 50,
+    "id_number": 30,
+    "phone": 20,
+    "address": 200,
+    "town": 50,
+    "health_card_number": 64,
+    "insurance_number": 64,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveModel:
+    version: int
+    weights: linkage.Weights
+    link_threshold: float
+    review_threshold: float
+
+
+_model_cache: dict[int, ActiveModel] = {}
+
+
+def linkage_model_active() -> ActiveModel:
+    """The newest active stored model, or the built-in defaults (version 0) before any training."""
+    row = LinkageModel.objects.filter(active=True).order_by("-version").values("version").first()
+    if row is None:
+        return ActiveModel(0, linkage.DEFAULT_WEIGHTS, linkage.DEFAULT_LINK_THRESHOLD, linkage.DEFAULT_REVIEW_THRESHOLD)
+    version = row["version"]
+    if version not in _model_cache:
+        model = LinkageModel.objects.get(version=version)
+        _model_cache[version] = ActiveModel(
+            version, linkage.Weights.from_parameters(model.parameters), model.link_threshold, model.review_threshold
+        )
+    return _model_cache[version]
+
+
+def linkage_model_store(
+    *, parameters: dict[str, Any], link_threshold: float, review_threshold: float, trained_on: int = 0, note: str = ""
+) -> LinkageModel:
+    """Store a trained model as the next version and make it the active one."""
+    linkage.Weights.from_parameters(parameters)  # refuses a malformed parameter set before saving
+    if review_threshold > link_threshold:
+        raise ValidationError(_("人工审核阈值不能高于自动关联阈值。"))
+    with transaction.atomic():
+        latest = LinkageModel.objects.select_for_update().aggregate(v=Max("version"))["v"] or 0
+        LinkageModel.objects.filter(active=True).update(active=False)
+        return LinkageModel.objects.create(
+            version=latest + 1,
+            parameters=parameters,
+            link_threshold=link_threshold,
+            review_threshold=review_threshold,
+            trained_on=trained_on,
+            note=note[:200],
+        )
+
+
+# --- ingest --------------------------------------------------------------------------------------
+
+
+def _clean(data: IdentityData) -> dict[str, Any]:
+    """The identity's fields, normalised and validated; ValidationError (Chinese) for refused input."""
+    errors: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
+    for field in ("local_id", *_DEMOGRAPHICS):
+        if field == "id_number_valid":
+            continue
+        value = getattr(data, field)
+        if isinstance(value, str):
+            value = value.strip()
+            if "\x00" in value:
+                errors.setdefault(field, []).append(_("不能包含空字符。"))
+            if len(value) > _LIMITS.get(field, 64):
+                errors.setdefault(field, []).append(
+                    _("最多 %(limit)d 个字符（现为 %(length)d 个）。") % {"limit": _LIMITS.get(field, 64), "length": len(value)}
+                )
+        values[field] = value
+    if not values["local_id"]:
+        errors.setdefault("local_id", []).append(_("缺少机构内患者标识。"))
+    if not values["name"]:
+        errors.setdefault("name", []).append(_("缺少姓名。"))
+    if values["sex"] not in Sex.values:
+        errors.setdefault("sex", []).append(_("性别代码无效（GB/T 2261.1：0、1、2、9）。"))
+    if values["id_type"] not in IdentityDocumentType.values:
+        errors.setdefault("id_type", []).append(_("证件类型代码无效（WS 364 CV02.01.101）。"))
+    birth_date = values["birth_date"]
+    if birth_date is not None:
+        if not isinstance(birth_date, dt.date):
+            errors.setdefault("birth_date", []).append(_("出生日期格式无效。"))
+        elif birth_date > timezone.localdate() or birth_date.year < 1880:
+            errors.setdefault("birth_date", []).append(_("出生日期不合理。"))
+    if values["phone"] and not all(c.isdigit() or c in "+- ()" for c in values["phone"]):
+        errors.setdefault("phone", []).append(_("联系电话只能包含数字、空格和 + - ( )。"))
+    if errors:
+        raise ValidationError(errors)
+    if values["id_type"] == IdentityDocumentType.RESIDENT_ID:
+        values["id_number"] = linkage.id_number_normalised(values["id_number"])
+    # A resident ID failing GB 11643 is kept as sent (it still helps the probabilistic match)
+    # but never drives a deterministic one.
+    values["id_number_valid"] = values["id_type"] == IdentityDocumentType.RESIDENT_ID and is_valid_national_id(
+        values["id_number"]
+    )
+    return values
+
+
+def _record(source: SourceIdentity | Patient | dict[str, Any]) -> linkage.Record:
+    get = source.get if isinstance(source, dict) else lambda key, default=None: getattr(source, key, default)
+    return linkage.Record(
+        name=get("name", "") or "",
+        sex=get("sex", "") or "",
+        birth_date=get("birth_date"),
+        id_number=get("id_number", "") or "",
+        phone=get("phone", "") or "",
+        town=get("town", "") or "",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    patient_id: int
+    score: float
+    levels: dict[str, int | None]
+
+
+def identity_candidates(values: dict[str, Any], *, exclude_identity: int | None = None) -> list[Candidate]:
+    """Golden patients that may be this person, best first: blocked with indexed keys, scored per
+    identity with the active model, the best identity of each patient standing for it."""
+    model = linkage_model_active()
+    record = _record(values)
+    name_key = linkage.name_pinyin(record.name)
+    phone = linkage.phone_key(record.phone)
+    blocks = []
+    base = SourceIdentity.objects.all()
+    if exclude_identity is not None:
+        base = base.exclude(pk=exclude_identity)
+    if record.id_number:
+        blocks.append(base.filter(id_number=record.id_number))
+    if phone:
+        blocks.append(base.filter(phone_key=phone))
+    if name_key and record.birth_date:
+        blocks.append(base.filter(name_key=name_key, birth_date=record.birth_date))
+    if name_key and record.town:
+        blocks.append(base.filter(name_key=name_key, town=record.town))
+    if record.birth_date and record.town:
+        blocks.append(base.filter(birth_date=record.birth_date, town=record.town))
+    fields = ("pk", "patient_id", "name", "sex", "birth_date", "id_number", "phone", "town")
+    seen: dict[int, dict[str, Any]] = {}
+    for block in blocks:
+        for row in block.values(*fields)[:BLOCK_LIMIT]:
+            seen.setdefault(row["pk"], row)
+    best: dict[int, Candidate] = {}
+    for row in seen.values():
+        weight, levels = linkage.score(record, _record(row), model.weights)
+        patient_id = row["patient_id"]
+        if patient_id not in best or weight > best[patient_id].score:
+            best[patient_id] = Candidate(patient_id, weight, levels)
+    return sorted(best.values(), key=lambda c: -c.score)
+
+
+def _national_id_patient(values: dict[str, Any]) -> Patient | None:
+    if not values["id_number_valid"]:
+        return None
+    number = values["id_number"]
+    identity = (
+        SourceIdentity.objects.filter(id_number=number, id_number_valid=True).select_related("patient").order_by("id").first()
+    )
+    if identity is not None:
+        return identity.patient
+    # Golden patients registered before the index existed have no identity yet.
+    return Patient.objects.filter(id_number=number, id_number_valid=True, merged_into__isnull=True).order_by("id").first()
+
+
+def _new_patient(institution: Institution, values: dict[str, Any]) -> Patient:
+    return Patient.objects.create(home_institution=institution, **{f: values[f] for f in _DEMOGRAPHICS if hasattr(Patient, f)})
+
+
+def _keys(identity: SourceIdentity) -> None:
+    identity.name_key = linkage.name_pinyin(identity.name)
+    identity.phone_key = linkage.phone_key(identity.phone)
+
+
+def identity_ingest(*, institution: Institution, data: IdentityData) -> IdentityOutcome:
+    """Upsert the source identity `(institution, data.local_id)` and link it to a golden patient
+    (module docstring). Idempotent: the same data again changes nothing. A known identity whose
+    demographics changed is updated in place and keeps its link; if its valid national ID now
+    belongs to another golden patient, a review item is opened rather than moving it silently."""
+    values = _clean(data)
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _ingest(institution, values)
+        except IntegrityError:
+            # Two deliveries of one new identity raced; the second now finds the first's row.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ingest(institution: Institution, values: dict[str, Any]) -> IdentityOutcome:
+    now = timezone.now()
+    identity = (
+        SourceIdentity.objects.select_for_update()
+        .select_related("patient")
+        .filter(institution=institution, local_id=values["local_id"])
+        .first()
+    )
+    if identity is not None:
+        changed = {f: values[f] for f in _DEMOGRAPHICS if getattr(identity, f) != values[f]}
+        if changed:
+            for field, value in changed.items():
+                setattr(identity, field, value)
+            _keys(identity)
+            identity.save()
+            known = _national_id_patient(values)
+            if known is not None and known.pk != identity.patient_id:
+                _open_reviews(identity, [Candidate(known.pk, float("inf"), {"id_number": 2})])
+        return IdentityOutcome(
+            identity=identity,
+            patient=identity.patient,
+            created=False,
+            method=identity.link_method,
+            needs_review=identity.reviews.filter(status=ReviewStatus.OPEN).exists(),
+        )
+
+    identity = SourceIdentity(institution=institution, linked_at=now, **{f: values[f] for f in ("local_id", *_DEMOGRAPHICS)})
+    _keys(identity)
+    reviews: list[Candidate] = []
+    patient = _national_id_patient(values)
+    if patient is not None:
+        identity.link_method, identity.link_score = LinkMethod.NATIONAL_ID, None
+    else:
+        model = linkage_model_active()
+        candidates = identity_candidates(values)
+        if candidates and candidates[0].score >= model.link_threshold:
+            patient = Patient.objects.get(pk=candidates[0].patient_id)
+            identity.link_method, identity.link_score = LinkMethod.PROBABILISTIC, candidates[0].score
+        else:
+            patient = _new_patient(institution, values)
+            identity.link_method = LinkMethod.NEW
+            identity.link_score = candidates[0].score if candidates else None
+            reviews = [c for c in candidates if c.score >= model.review_threshold][:MAX_REVIEWS_PER_IDENTITY]
+    identity.patient = patient
+    identity.save()
+    IdentityLinkEvent.objects.create(
+        identity=identity,
+        to_patient=patient,
+        method=identity.link_method,
+        score=identity.link_score,
+        actor_name=str(institution)[:60],
+    )
+    _open_reviews(identity, reviews)
+    return IdentityOutcome(
+        identity=identity, patient=patient, created=True, method=identity.link_method, needs_review=bool(reviews)
+    )
+
+
+def _open_reviews(identity: SourceIdentity, candidates: Iterable[Candidate]) -> None:
+    for candidate in candidates:
+        MatchReview.objects.get_or_create(
+            identity=identity,
+            candidate_id=candidate.patient_id,
+            defaults={"score": min(candidate.score, 99.0), "comparison": dict(candidate.levels)},
+        )
+
+
+# --- merge and unmerge ---------------------------------------------------------------------------
+
+
+def _actor_name(actor: Actor) -> str:
+    return str(actor)[:60]
+
+
+def patient_merge(*, actor: Actor, survivor: Patient, merged: Patient, reason: str) -> PatientMerge:
+    """Merge golden patient `merged` into `survivor` (患者合并): every identity of `merged` moves to
+    `survivor` (its records follow, ADR 0003), each move recorded as a link event of this merge.
+    Callers authorise (views: patients.access.access_review; interop: the sending institution)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": [_("请填写合并原因。")]})
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValidationError({"reason": [_("合并原因最多 %(limit)d 个字符。") % {"limit": MAX_REASON_LENGTH}]})
+    if survivor.pk == merged.pk:
+        raise ValidationError(_("不能把患者与其自身合并。"))
+    now = timezone.now()
+    with transaction.atomic():
+        locked = {p.pk: p for p in Patient.objects.select_for_update().filter(pk__in=[survivor.pk, merged.pk])}
+        if len(locked) != 2:
+            raise ValidationError(_("患者不存在。"))
+        if locked[survivor.pk].merged_into_id is not None or locked[merged.pk].merged_into_id is not None:
+            raise ValidationError(_("该患者已被合并到其他患者，请先处理当前合并。"))
+        merge = PatientMerge.objects.create(
+            survivor=survivor,
+            merged=merged,
+            reason=reason,
+            actor_name=_actor_name(actor),
+            actor_user=actor.user if actor.api_key is None else None,
+            actor_institution=actor.institution,
+        )
+        identities = list(SourceIdentity.objects.select_for_update().filter(patient=merged).order_by("id"))
+        IdentityLinkEvent.objects.bulk_create(
+            [
+                IdentityLinkEvent(
+                    identity=identity,
+                    from_patient=merged,
+                    to_patient=survivor,
+                    method=LinkMethod.MANUAL,
+                    merge=merge,
+                    previous_method=identity.link_method,
+                    previous_score=identity.link_score,
+                    previous_linked_at=identity.linked_at,
+                    actor_name=merge.actor_name,
+                )
+                for identity in identities
+            ]
+        )
+        SourceIdentity.objects.filter(pk__in=[i.pk for i in identities]).update(
+            patient=survivor,
+            link_method=LinkMethod.MANUAL,
+            link_score=None,
+            linked_at=now,
+            linked_by=actor.user if actor.api_key is None else None,
+            updated_at=now,
+        )
+        Patient.objects.filter(pk=merged.pk).update(merged_into=survivor, updated_at=now)
+        merged.merged_into = survivor
+        # Open review items between the two are settled by the merge.
+        MatchReview.objects.filter(status=ReviewStatus.OPEN, identity__in=identities, candidate=survivor).update(
+            status=ReviewStatus.LINKED, decided_at=now, decided_by_name=merge.actor_name, merge=merge
+        )
+    return merge
+
+
+def patient_unmerge(*, actor: Actor, merge: PatientMerge) -> PatientMerge:
+    """Undo a merge (撤销合并): the identities it moved go back to the merged patient with the link
+    method, score and time they had before, and the merged patient is live again."""
+    now = timezone.now()
+    with transaction.atomic():
+        merge = PatientMerge.objects.select_for_update().get(pk=merge.pk)
+        if merge.unmerged_at is not None:
+            raise ValidationError(_("该合并已撤销。"))
+        survivor = Patient.objects.select_for_update().get(pk=merge.survivor_id)
+        if survivor.merged_into_id is not None:
+            raise ValidationError(_("保留患者已被再次合并，请先撤销后续合并。"))
+        for event in merge.link_events.select_related("identity").order_by("id"):
+            identity = event.identity
+            if identity.patient_id != merge.survivor_id:
+                continue  # moved again since by someone else's decision; leave it where it is
+            IdentityLinkEvent.objects.create(
+                identity=identity,
+                from_patient_id=merge.survivor_id,
+                to_patient_id=merge.merged_id,
+                method=event.previous_method or LinkMethod.NEW,
+                score=event.previous_score,
+                merge=merge,
+                previous_method=identity.link_method,
+                previous_score=identity.link_score,
+                previous_linked_at=identity.linked_at,
+                actor_name=_actor_name(actor),
+            )
+            identity.patient_id = merge.merged_id
+            identity.link_method = event.previous_method or LinkMethod.NEW
+            identity.link_score = event.previous_score
+            identity.linked_at = event.previous_linked_at
+            identity.linked_by = None
+            identity.save()
+        Patient.objects.filter(pk=merge.merged_id).update(merged_into=None, updated_at=now)
+        merge.unmerged_at = now
+        merge.unmerged_by_name = _actor_name(actor)
+        merge.save(update_fields=["unmerged_at", "unmerged_by_name", "updated_at"])
+        MatchReview.objects.filter(merge=merge).update(status=ReviewStatus.OPEN, decided_at=None, decided_by_name="", merge=None)
+    return merge
+
+
+# --- review decisions ----------------------------------------------------------------------------
+
+
+def review_decide(*, actor: Actor, review: MatchReview, same_person: bool, reason: str = "") -> MatchReview:
+    """Settle a review item: the same person → merge the identity's patient into the candidate;
+    not the same person → keep them apart. Either way the decision is recorded."""
+    with transaction.atomic():
+        review = MatchReview.objects.select_for_update().select_related("identity__patient", "candidate").get(pk=review.pk)
+        if review.status != ReviewStatus.OPEN:
+            raise ValidationError(_("该匹配已审核。"))
+        now = timezone.now()
+        if same_person:
+            patient = review.identity.patient
+            if patient.pk != review.candidate_id:
+                merge = patient_merge(
+                    actor=actor, survivor=review.candidate, merged=patient, reason=reason or _("主索引审核：确认同一人")
+                )
+                review.refresh_from_db()
+                review.merge = merge
+            review.status = ReviewStatus.LINKED
+        else:
+            review.status = ReviewStatus.DISTINCT
+        review.decided_at = now
+        review.decided_by_name = _actor_name(actor)
+        review.save()
+    return review
