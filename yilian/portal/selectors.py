@@ -11,6 +11,10 @@ from django.db.models import QuerySet
 from yilian.access.models import AccessGrant, AccessLog, GrantSource
 from yilian.accounts.models import Membership
 from yilian.patients.models import Patient
+from yilian.records.selectors import TimelineFilter, TimelineItem, timeline_page
+
+RECENT_ENCOUNTERS = 5
+ENCOUNTERS_ONLY = TimelineFilter(kinds=frozenset({"encounter"}))
 
 
 @dataclass
@@ -20,7 +24,7 @@ class ResidentSummary:
     patient: Patient
     grants: list[AccessGrant]
     family_doctors: list[AccessGrant] = field(default_factory=list)
-    encounters: list[object] = field(default_factory=list)  # filled once the records app has landed
+    encounters: list[TimelineItem] = field(default_factory=list)
 
 
 def resident_grants(patient: Patient) -> QuerySet[AccessGrant]:
@@ -36,10 +40,13 @@ def resident_grants(patient: Patient) -> QuerySet[AccessGrant]:
 def resident_summary(patient: Patient) -> ResidentSummary:
     patient = Patient.objects.select_related("home_institution", "grid__responsible_institution").get(pk=patient.pk)
     grants = list(resident_grants(patient))
+    # The resident's visits at every member, through the record's own selector (ADR 0003).
+    encounters, _count = timeline_page(patient, ENCOUNTERS_ONLY, page=1, page_size=RECENT_ENCOUNTERS)
     return ResidentSummary(
         patient=patient,
         grants=grants,
         family_doctors=[g for g in grants if g.source == GrantSource.CONTRACT],
+        encounters=encounters,
     )
 
 

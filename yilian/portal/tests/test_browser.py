@@ -14,6 +14,7 @@ from yilian.access.services import break_glass_open
 from yilian.notifications.sms import ConsoleSmsGateway
 from yilian.patients.access import access_patient
 from yilian.portal.testing import actor, last_code_sent_to
+from yilian.records.testing import make_identity, make_visit
 from yilian.web.tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
@@ -59,6 +60,7 @@ def test_resident_signs_in_on_a_phone_and_sees_who_looked(world, live_server, ph
     access_patient(actor(world, "township_clinician", world.b), resident.uuid)
     break_glass_open(actor=actor(world, "other_consortium_user"), patient=resident, reason="急诊昏迷，需查过敏史", hours=2)
     access_patient(actor(world, "other_consortium_user"), resident.uuid, action=AccessAction.VIEW_RECORD)
+    make_visit(make_identity(resident, world.b), "B-0001", days_ago=3)
 
     page.goto(f"{base}/me/")
     page.wait_for_url(f"{base}/me/sign-in/")
@@ -83,6 +85,7 @@ def test_resident_signs_in_on_a_phone_and_sees_who_looked(world, live_server, ph
     assert page.get_by_test_id("resident-name").inner_text().startswith("黄美玲")
     assert page.get_by_test_id("masked-id").inner_text() == "4407**********0029"
     assert "紧急授权（破窗）" in page.get_by_test_id("grants").inner_text()
+    assert "水步镇卫生院" in page.get_by_test_id("encounter").inner_text()
     assert fits_the_screen(page)
     shot(page, "03-summary")
 

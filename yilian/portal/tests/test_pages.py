@@ -131,7 +131,7 @@ def test_summary_shows_demographics_holder_grid_doctor_and_grants(world, django_
 
     client = force_resident_login(resident)
     client.get("/me/")
-    with django_assert_num_queries(3):  # session, patient, grants
+    with django_assert_num_queries(4):  # session, patient, grants, encounter count (none, so no page)
         response = client.get("/me/")
     body = response.content.decode()
     assert "陈大明" in body and "4407**********0033" in body and resident.id_number not in body
@@ -145,7 +145,27 @@ def test_summary_shows_demographics_holder_grid_doctor_and_grants(world, django_
     assert "QY-2026-0042" in grants and "家庭医生签约" in grants and "紧急授权（破窗）" in grants
     assert "夜间急诊胸痛" in grants  # the reason of a break-glass is the resident's to read
     assert "中医院" not in grants and "冲蒌镇卫生院" not in grants and "大江镇卫生院" not in grants
-    assert "暂无可显示的就诊记录" in body
+    assert "暂无就诊记录" in body
+
+
+def test_summary_shows_recent_encounters_from_every_member(world, django_assert_num_queries) -> None:
+    from yilian.records.testing import make_identity, make_visit
+
+    resident, other = world.patients["at_b"], world.patients["at_a"]
+    at_b, at_a = make_identity(resident, world.b), make_identity(resident, world.a)
+    for n in range(6):
+        make_visit(at_b, f"B-{n}", days_ago=10 + n)
+    make_visit(at_a, "A-1", days_ago=1)
+    make_visit(make_identity(other, world.a), "A-other", days_ago=2)
+    client = force_resident_login(resident)
+    client.get("/me/")
+    with django_assert_num_queries(6):  # session, patient, grants, count, page, encounters
+        body = client.get("/me/").content.decode()
+    encounters = body[body.index('data-testid="encounter"') : body.index('data-testid="grants"')]
+    assert encounters.count('data-testid="encounter"') == 5  # the five most recent
+    assert encounters.index("台山市人民医院") < encounters.index("水步镇卫生院")  # newest first, from every member
+    assert "门诊" in encounters and "王医生" in encounters
+    assert AccessLog.objects.count() == 0
 
 
 def test_summary_without_grants_or_doctor(world) -> None:
