@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from yilian.demo import taishan
+from yilian.demo import encounters, taishan
 from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
 
 
@@ -57,6 +57,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"演示县（{taishan.AUTHORITY_NAME}）已存在，未做改动。要重建请加 --reset（会删除演示县的全部数据）。"
                 ) from exc
+        county.counts.update(encounters.demo_encounters_load(seed=county.seed))
         counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
         rate = residents / county.resident_seconds if county.resident_seconds else 0.0
         self.stdout.write(
