@@ -195,6 +195,14 @@ def _effective(resource: dict[str, Any], where: str, *names: str) -> Any:
     return None
 
 
+def _reference_display(value: Any, inner: str = "") -> str:
+    """The display of the first Reference in a list (or of its `inner` element)."""
+    first = next(iter(value), None) if isinstance(value, list) else None
+    if isinstance(first, dict) and inner:
+        first = first.get(inner)
+    return _text(first.get("display")) if isinstance(first, dict) else ""
+
+
 def _encounter(r: dict[str, Any], refs: References, where: str) -> dict[str, Any]:
     start, end = _period(r, "period", where)
     hospitalization = r.get("hospitalization") or {}
@@ -289,6 +297,7 @@ def _medication_request(r: dict[str, Any], refs: References, where: str) -> dict
         "text": bounded(text, 200, f"{where}.medication"),
         "dosage": bounded(_text(dosage.get("text")), 500, f"{where}.dosageInstruction.text"),
         "quantity": parse_decimal((dispense.get("quantity") or {}).get("value"), f"{where}.dispenseRequest.quantity"),
+        "quantity_unit": _text((dispense.get("quantity") or {}).get("unit")),
         "status": _text(r.get("status")),
         "authored": parse_datetime(_text(r.get("authoredOn")), f"{where}.authoredOn"),
         "prescriber": _text((r.get("requester") or {}).get("display")),
@@ -307,6 +316,7 @@ def _procedure(r: dict[str, Any], refs: References, where: str) -> dict[str, Any
         "code_system": system,
         "text": bounded(text, 200, f"{where}.code.text"),
         "grade": str(grade) if grade is not None else "",
+        "performer": _reference_display(r.get("performer"), "actor"),
         "status": _text(r.get("status")),
         "performed": _effective(r, where, "performedDateTime", "performedPeriod"),
         "encounter_source_id": refs.record(r.get("encounter"), "Encounter", f"{where}.encounter"),
@@ -337,6 +347,7 @@ def _document_reference(r: dict[str, Any], refs: References, where: str) -> dict
         "text": body,
         "url": bounded(_text(attachment.get("url")), 500, f"{where}.content.attachment.url"),
         "date": parse_datetime(_text(r.get("date")), f"{where}.date"),
+        "author": _reference_display(r.get("author")),
         "encounter_source_id": refs.record(encounter, "Encounter", f"{where}.context.encounter"),
     }
 
