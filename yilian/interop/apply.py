@@ -206,6 +206,7 @@ def _medication(v: dict[str, Any]) -> MedicationRequestData:
         dosage_text=_cut(v.get("dosage"), 200),
         quantity=v.get("quantity"),
         quantity_unit=_cut(v.get("quantity_unit"), 16),
+        days_supply=v.get("days_supply"),
         prescriber_name=_cut(v.get("prescriber"), 50),
         encounter_source_id=v.get("encounter_source_id", ""),
     )
@@ -352,8 +353,7 @@ class Applier:
                 upserted = _write(item, self.institution, identity, data)
             except ValidationError as exc:
                 raise _located(exc, item) from None
-            resource = "DiagnosticReport" if item.resource == "ImagingStudy" else item.resource
-            return Applied(resource, upserted.record.uuid, upserted.created)
+            return Applied(item.resource, upserted.record.uuid, upserted.created)
         return self._merge(item)
 
     def _merge(self, item: MergeItem) -> Applied | None:

@@ -16,6 +16,7 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from yilian.interop.fhir.schema import validate
@@ -195,6 +196,20 @@ def _effective(resource: dict[str, Any], where: str, *names: str) -> Any:
     return None
 
 
+DAY_UNITS = {"d": 1, "day": 1, "days": 1, "天": 1, "wk": 7, "week": 7, "weeks": 7, "周": 7}
+
+
+def _days(duration: dict[str, Any], where: str) -> int | None:
+    """A Duration in whole days (d or wk), or None."""
+    value = parse_decimal(duration.get("value"), where, maximum=Decimal(3650))
+    if value is None:
+        return None
+    factor = DAY_UNITS.get(_text(duration.get("code")) or _text(duration.get("unit")))
+    if factor is None or value != value.to_integral_value():
+        raise ParseError("", issues=[(where, "用药天数应为整数天（单位 d 或 wk）。")])
+    return int(value) * factor
+
+
 def _reference_display(value: Any, inner: str = "") -> str:
     """The display of the first Reference in a list (or of its `inner` element)."""
     first = next(iter(value), None) if isinstance(value, list) else None
@@ -298,6 +313,7 @@ def _medication_request(r: dict[str, Any], refs: References, where: str) -> dict
         "dosage": bounded(_text(dosage.get("text")), 500, f"{where}.dosageInstruction.text"),
         "quantity": parse_decimal((dispense.get("quantity") or {}).get("value"), f"{where}.dispenseRequest.quantity"),
         "quantity_unit": _text((dispense.get("quantity") or {}).get("unit")),
+        "days_supply": _days((dispense.get("expectedSupplyDuration") or {}), f"{where}.dispenseRequest.expectedSupplyDuration"),
         "status": _text(r.get("status")),
         "authored": parse_datetime(_text(r.get("authoredOn")), f"{where}.authoredOn"),
         "prescriber": _text((r.get("requester") or {}).get("display")),
