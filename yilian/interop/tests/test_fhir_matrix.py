@@ -24,7 +24,7 @@ WATCHED = (
     "records.Condition",
     "records.Observation",
 )
-NO_KEY = {persona: 401 for persona in PERSONAS}
+NO_KEY: dict[str, int | set[int]] = dict.fromkeys(PERSONAS, 401)
 READERS = {"lead_clinician": 200, "township_clinician": 200}  # A registered 伍国华, B sent the visit
 
 
@@ -100,6 +100,6 @@ def test_metadata_is_public_and_writes_nothing(sent: World) -> None:
     run_matrix(
         sent,
         Endpoint("GET", lambda w: "/fhir/metadata"),
-        allowed={p: 200 for p in PERSONAS},
+        allowed=dict.fromkeys(PERSONAS, 200),
         watched=WATCHED,
     )
