@@ -1,6 +1,6 @@
 """HL7 v2.x (ER7) → items, and the ACK/NAK that answers it. Parsed with python-hl7.
 
-Supported: ADT^A01/A03/A04/A08 (identity + encounter), ADT^A28/A31 (identity), ADT^A40 (merge,
+Supported: ADT^A01/A03/A04/A08 (identity + encounter + one Condition per DG1), ADT^A28/A31 (identity), ADT^A40 (merge,
 PID = survivor, MRG-1 = merged) and ORU^R01 (identity, optional encounter, one DiagnosticReport per
 OBR, one Observation per OBX). Text is decoded by MSH-18 (UNICODE UTF-8, GB 18030, GB2312, ASCII,
 8859/1), else by the configured default. The sending institution's API key may be sent in MSH-8
@@ -79,6 +79,7 @@ class Header:
     security: str = ""
     message_type: str = ""
     control_id: str = ""
+    sent_at: str = ""  # MSH-7 as written
     processing_id: str = "P"
     version: str = "2.5.1"
     charset_field: str = ""
@@ -106,6 +107,7 @@ def read_header(raw: bytes) -> Header:
         security=at(8),
         message_type="^".join(at(9).split("^")[:2]),
         control_id=at(10)[:64],
+        sent_at=at(7)[:40],
         processing_id=at(11) or "P",
         version=at(12).split("^")[0] or "2.5.1",
         charset_field=at(18).split("~")[0],
@@ -262,6 +264,37 @@ def _encounter(pv1: _Segment, local_id: str, event: str, control_id: str) -> Rec
     return RecordItem(resource="Encounter", source_id=bounded(visit, 64, "PV1-19"), patient_local_id=local_id, values=values)
 
 
+def _diagnoses(message: hl7.Message, local_id: str, encounter: RecordItem, sent_at: str) -> list[Item]:
+    """DG1 → Condition: DG1-3 the ICD-10 code, DG1-5 when, DG1-15 = 1 the primary diagnosis; the
+    row's id is DG1-20 (diagnosis identifier) or <visit>-DG<set id>."""
+    items: list[Item] = []
+    for index, dg1 in enumerate(_segments(message, "DG1"), start=1):
+        where = f"DG1[{index}]"
+        code = dg1.component(3).strip()
+        if not code:
+            raise ParseError("", issues=[(f"{where}-3", "诊断须有 ICD-10 编码（DG1-3）。")])
+        row_id = dg1.component(20) or f"{encounter.source_id}-DG{dg1.component(1) or index}"
+        recorded = (
+            parse_datetime(dg1.component(5), f"{where}-5") or encounter.values.get("start") or parse_datetime(sent_at, "MSH-7")
+        )
+        items.append(
+            RecordItem(
+                resource="Condition",
+                source_id=bounded(row_id, 64, f"{where}-20"),
+                patient_local_id=local_id,
+                values={
+                    "code": bounded(code, 30, f"{where}-3").upper(),
+                    "code_system": dg1.component(3, 3),
+                    "text": bounded(dg1.component(3, 2) or dg1.component(4), 200, f"{where}-3.2"),
+                    "primary": dg1.component(15) == "1",
+                    "recorded": recorded,
+                    "encounter_source_id": encounter.source_id,
+                },
+            )
+        )
+    return items
+
+
 def _results(message: hl7.Message, local_id: str, encounter_id: str) -> list[Item]:
     items: list[Item] = []
     order: _Segment | None = None
@@ -386,6 +419,8 @@ def parse(raw: bytes) -> Parsed:
         if encounter is not None:
             parsed.items.append(encounter)
             encounter_id = encounter.source_id
+            if event in ENCOUNTER_EVENTS:
+                parsed.items += _diagnoses(message, identity.local_id, encounter, header.sent_at)
     if event == "R01":
         parsed.items += _results(message, identity.local_id, encounter_id)
     return parsed

@@ -16,6 +16,7 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from yilian.interop.fhir.schema import validate
@@ -195,6 +196,28 @@ def _effective(resource: dict[str, Any], where: str, *names: str) -> Any:
     return None
 
 
+DAY_UNITS = {"d": 1, "day": 1, "days": 1, "天": 1, "wk": 7, "week": 7, "weeks": 7, "周": 7}
+
+
+def _days(duration: dict[str, Any], where: str) -> int | None:
+    """A Duration in whole days (d or wk), or None."""
+    value = parse_decimal(duration.get("value"), where, maximum=Decimal(3650))
+    if value is None:
+        return None
+    factor = DAY_UNITS.get(_text(duration.get("code")) or _text(duration.get("unit")))
+    if factor is None or value != value.to_integral_value():
+        raise ParseError("", issues=[(where, "用药天数应为整数天（单位 d 或 wk）。")])
+    return int(value) * factor
+
+
+def _reference_display(value: Any, inner: str = "") -> str:
+    """The display of the first Reference in a list (or of its `inner` element)."""
+    first = next(iter(value), None) if isinstance(value, list) else None
+    if isinstance(first, dict) and inner:
+        first = first.get(inner)
+    return _text(first.get("display")) if isinstance(first, dict) else ""
+
+
 def _encounter(r: dict[str, Any], refs: References, where: str) -> dict[str, Any]:
     start, end = _period(r, "period", where)
     hospitalization = r.get("hospitalization") or {}
@@ -289,6 +312,8 @@ def _medication_request(r: dict[str, Any], refs: References, where: str) -> dict
         "text": bounded(text, 200, f"{where}.medication"),
         "dosage": bounded(_text(dosage.get("text")), 500, f"{where}.dosageInstruction.text"),
         "quantity": parse_decimal((dispense.get("quantity") or {}).get("value"), f"{where}.dispenseRequest.quantity"),
+        "quantity_unit": _text((dispense.get("quantity") or {}).get("unit")),
+        "days_supply": _days((dispense.get("expectedSupplyDuration") or {}), f"{where}.dispenseRequest.expectedSupplyDuration"),
         "status": _text(r.get("status")),
         "authored": parse_datetime(_text(r.get("authoredOn")), f"{where}.authoredOn"),
         "prescriber": _text((r.get("requester") or {}).get("display")),
@@ -307,6 +332,7 @@ def _procedure(r: dict[str, Any], refs: References, where: str) -> dict[str, Any
         "code_system": system,
         "text": bounded(text, 200, f"{where}.code.text"),
         "grade": str(grade) if grade is not None else "",
+        "performer": _reference_display(r.get("performer"), "actor"),
         "status": _text(r.get("status")),
         "performed": _effective(r, where, "performedDateTime", "performedPeriod"),
         "encounter_source_id": refs.record(r.get("encounter"), "Encounter", f"{where}.encounter"),
@@ -337,6 +363,7 @@ def _document_reference(r: dict[str, Any], refs: References, where: str) -> dict
         "text": body,
         "url": bounded(_text(attachment.get("url")), 500, f"{where}.content.attachment.url"),
         "date": parse_datetime(_text(r.get("date")), f"{where}.date"),
+        "author": _reference_display(r.get("author")),
         "encounter_source_id": refs.record(encounter, "Encounter", f"{where}.context.encounter"),
     }
 

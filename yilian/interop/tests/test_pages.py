@@ -140,3 +140,13 @@ def test_csv_import_stopped_midway_resumes_without_duplicates(world: World, djan
     services.message_edit(actor=actor, message=dead, text=dead.text().replace("1970-02-30", "1970-02-28"))
     assert services.message_replay(actor=actor, message=dead).accepted
     assert SourceIdentity.objects.count() == before + 451
+
+
+def test_interop_strings_have_english() -> None:
+    from django.utils import translation
+
+    with translation.override("en"):
+        assert (
+            translation.gettext("合并患者需要发送机构的身份。") == "Merging patients requires the sending institution's identity."
+        )
+        assert translation.gettext("已提交导入任务，正在后台处理。") == "The import job was submitted and runs in the background."
