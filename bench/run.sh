@@ -4,6 +4,7 @@
 #   bench/run.sh pages   gunicorn on that database, 20 clients, a fixed number of requests per page
 #   bench/run.sh fresh   git clone of this repository to a running `make demo`
 #   bench/run.sh all     the three in that order (the default)
+#   bench/run.sh ingest  FHIR bundles and HL7 messages over HTTP into PostgreSQL (bench/ingest.py, own database)
 #   bench/run.sh linkage master patient index: FEBRL4/3, generated Chinese set, 1M batch, online p95 (bench/linkage.py)
 # Environment: BENCH_PG (server URL, default postgres://postgres@127.0.0.1:5432), BENCH_RESIDENTS,
 # BENCH_REQUESTS (per page and persona), BENCH_PORT (gunicorn), FRESH_PORT (make demo).
@@ -21,6 +22,9 @@ if [[ "$what" == all || "$what" == pages ]] && ! command -v wrk >/dev/null; then
     echo "The pages benchmark needs wrk: sudo apt-get install -y wrk" >&2
     exit 1
   fi
+fi
+if [[ "$what" == ingest ]]; then
+  exec .venv/bin/python bench/ingest.py "$@"
 fi
 if [[ "$what" == linkage ]]; then
   exec .venv/bin/python bench/linkage.py "${1:-all}"

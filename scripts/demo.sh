@@ -10,5 +10,7 @@ py=.venv/bin/python
 $py manage.py migrate --noinput -v0
 $py manage.py demo_county --skip-existing --residents "${RESIDENTS:-5000}"
 echo
+$py manage.py portal_try --url "http://127.0.0.1:${PORT}/me/"
+echo
 echo "医联 demo: http://127.0.0.1:${PORT}/   (stop with Ctrl-C)"
 exec $py manage.py runserver "127.0.0.1:${PORT}" --noreload

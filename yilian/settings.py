@@ -165,6 +165,17 @@ LOGIN_LOCKOUT_MINUTES = int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15"))
 # Break-glass access may last at most this many hours (access.services).
 BREAK_GLASS_MAX_HOURS = int(os.environ.get("BREAK_GLASS_MAX_HOURS", "4"))
 
+# Text messages go through this gateway (notifications.sms); the console one prints them (demo, tests).
+YILIAN_SMS_GATEWAY = os.environ.get("YILIAN_SMS_GATEWAY", "yilian.notifications.sms.ConsoleSmsGateway")
+
+# The resident portal (portal.services): one-time sign-in codes and resident sessions.
+PORTAL_CODE_MINUTES = 5  # a code is valid this long
+PORTAL_CODE_ATTEMPTS = 5  # wrong entries before a code is dead
+PORTAL_RESEND_SECONDS = 60  # at most one code per phone and ID number in this interval
+PORTAL_CODES_PER_HOUR = 5  # and at most this many an hour
+PORTAL_SESSION_IDLE_MINUTES = int(os.environ.get("PORTAL_SESSION_IDLE_MINUTES", "15"))
+PORTAL_SESSION_MAX_HOURS = int(os.environ.get("PORTAL_SESSION_MAX_HOURS", "2"))
+
 # --- Request limits: oversized bodies get a 400/413, never a 500 ---------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000

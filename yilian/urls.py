@@ -17,5 +17,6 @@ urlpatterns = [
     path("inbox/", include("yilian.notifications.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", api.urls),
+    path("fhir/", include("yilian.interop.fhir.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from yilian.core.models import PublicModel
+from yilian.core.models import ChoiceLabelsModel, PublicModel
 from yilian.organizations.models import Institution
 from yilian.patients.models import Patient
 
@@ -120,7 +120,7 @@ class AccessBasis(models.TextChoices):
     GRANT = "grant", _("授权")
 
 
-class AccessLog(models.Model):
+class AccessLog(ChoiceLabelsModel):
     """One row per read of patient-identifiable data. Append-only; the patient can see it."""
 
     at = models.DateTimeField("时间", default=timezone.now)

@@ -13,11 +13,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from yilian.accounts.roles import AUTHORITY_ROLES, Role
-from yilian.core.models import PublicModel
+from yilian.core.models import ChoiceLabelsModel, PublicModel
 from yilian.organizations.models import Department, HealthAuthority, Institution
 
 
-class User(AbstractUser):
+class User(ChoiceLabelsModel, AbstractUser):
     """A person who logs in. Chinese names are kept whole in `full_name`."""
 
     uuid = models.UUIDField("公开标识", default=uuid.uuid4, unique=True, editable=False)
@@ -73,7 +73,7 @@ INTERMEDIATE_OR_ABOVE = frozenset(
 )
 
 
-class Practitioner(models.Model):
+class Practitioner(ChoiceLabelsModel):
     """执业人员档案: the professional side of a user."""
 
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="practitioner", verbose_name="用户")

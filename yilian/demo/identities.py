@@ -10,18 +10,17 @@ threshold, a new golden patient plus a review item between the thresholds, a new
 So the review queue has work the moment the county is built.
 
 Fast at 1,000,000 residents: identities stream into PostgreSQL with COPY (bulk_create elsewhere),
-pinyin keys are cached per distinct name. `manage.py demo_county --no-identities` skips it all.
+pinyin keys are cached per distinct name. `manage.py demo_county --no-identities` skips it all
+(the clinical records then make plain identities of their own).
 """
 
 from __future__ import annotations
 
 import random
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -198,28 +197,14 @@ def _add_duplicates(rng: random.Random, institution_ids: list[int], share: float
     return len(identities), len(reviews)
 
 
-def with_source_identities(command: type[BaseCommand]) -> type[BaseCommand]:
-    """Extend `manage.py demo_county` (one decorator line there): after the county is built, add
-    its source identities; `--no-identities` turns that off."""
-    add_arguments: Callable[[BaseCommand, CommandParser], None] = command.add_arguments
-    handle: Callable[..., Any] = command.handle
-
-    def add_arguments_with_flag(self: BaseCommand, parser: CommandParser) -> None:
-        add_arguments(self, parser)
-        parser.add_argument("--no-identities", action="store_true", help="不生成患者主索引的源身份与待审核匹配")
-
-    def handle_then_identities(self: BaseCommand, *args: Any, **options: Any) -> Any:
-        result = handle(self, *args, **options)
-        if not options.get("no_identities"):
-            started = time.perf_counter()
-            counts = demo_identities_build(seed=options["seed"])
-            if counts["home"] or counts["duplicates"]:
-                self.stdout.write(
-                    f"患者主索引：源身份 {counts['home'] + counts['duplicates']:,}（其中跨机构重复 {counts['duplicates']:,}），"
-                    f"待审核匹配 {counts['reviews']:,}，用时 {time.perf_counter() - started:.1f} 秒。"
-                )
-        return result
-
-    command.add_arguments = add_arguments_with_flag  # type: ignore[method-assign]
-    command.handle = handle_then_identities  # type: ignore[method-assign]
-    return command
+def demo_identities_load(*, seed: int, enabled: bool = True) -> dict[str, int]:
+    """What `manage.py demo_county` calls right after building the county and before its clinical
+    records (which then reuse these identities): counts by label for the summary line."""
+    if not enabled:
+        return {}
+    counts = demo_identities_build(seed=seed)
+    return {
+        "主索引源身份": counts["home"] + counts["duplicates"],
+        "跨机构重复": counts["duplicates"],
+        "待审核匹配": counts["reviews"],
+    }

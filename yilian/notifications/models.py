@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from yilian.core.models import ChoiceLabelsModel
+
 
 class NotificationKind(models.TextChoices):
     BREAK_GLASS_REVIEW = "break_glass_review", _("紧急授权待审核")
@@ -19,7 +21,7 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         return self.filter(read_at__isnull=True)
 
 
-class Notification(models.Model):
+class Notification(ChoiceLabelsModel):
     """A to-do or information item for one user."""
 
     recipient = models.ForeignKey(

@@ -23,11 +23,13 @@ def notification_send(*, recipients: Iterable[User], kind: str, title: str, link
     transaction.on_commit(write)
 
 
-def notification_mark_read(*, recipient: User, notification_uuid_or_id: int) -> int:
-    return Notification.objects.filter(recipient=recipient, pk=notification_uuid_or_id, read_at__isnull=True).update(
+def notification_mark_read(*, recipient: User, notification_id: int) -> int:
+    """Mark one of `recipient`'s notifications read; another user's notification is left alone."""
+    return Notification.objects.filter(recipient=recipient, pk=notification_id, read_at__isnull=True).update(
         read_at=timezone.now()
     )
 
 
 def notification_mark_all_read(*, recipient: User) -> int:
+    """Mark every unread notification of `recipient` read; returns how many."""
     return Notification.objects.filter(recipient=recipient, read_at__isnull=True).update(read_at=timezone.now())

@@ -46,7 +46,7 @@ def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
     notification = Notification.objects.filter(recipient=recipient, pk=pk).first()
     if notification is None:
         raise Http404(_("未找到，或您无权访问。"))
-    notification_mark_read(recipient=recipient, notification_uuid_or_id=notification.pk)
+    notification_mark_read(recipient=recipient, notification_id=notification.pk)
     if request.htmx:  # type: ignore[attr-defined]
         notification.refresh_from_db(fields=["read_at"])
         unread = Notification.objects.filter(recipient=recipient).unread().count()

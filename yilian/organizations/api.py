@@ -473,7 +473,7 @@ def institution_patch(request: HttpRequest, id: UUID, payload: InstitutionPatchI
 def institution_deactivate(request: HttpRequest, id: UUID) -> Institution:
     """停用机构：数据保留，不再接收转诊，接口密钥失效。机构从不删除。"""
     institution = access_institution(actor_of(request), id, for_write=True)
-    services.institution_set_active(institution=institution, is_active=False)
+    services.institution_set_active(actor=actor_of(request), institution=institution, is_active=False)
     return _institution_detail(request, institution)
 
 
@@ -481,7 +481,7 @@ def institution_deactivate(request: HttpRequest, id: UUID) -> Institution:
 def institution_activate(request: HttpRequest, id: UUID) -> Institution:
     """重新启用机构。"""
     institution = access_institution(actor_of(request), id, for_write=True)
-    services.institution_set_active(institution=institution, is_active=True)
+    services.institution_set_active(actor=actor_of(request), institution=institution, is_active=True)
     return _institution_detail(request, institution)
 
 

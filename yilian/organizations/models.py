@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from yilian.core.models import PublicModel
+from yilian.core.models import ChoiceLabelsModel, PublicModel
 from yilian.core.validators import validate_credit_code, validate_division_code
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class Institution(PublicModel):
         return self.short_name or self.name
 
 
-class InstitutionCapability(models.Model):
+class InstitutionCapability(ChoiceLabelsModel):
     """One service or piece of equipment an institution offers (CT, PCI, dialysis …)."""
 
     institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="capabilities", verbose_name="机构")
@@ -228,7 +228,7 @@ class ConsortiumMembershipQuerySet(models.QuerySet["ConsortiumMembership"]):
         return self.filter(Q(left_on__isnull=True) | Q(left_on__gt=today), joined_on__lte=today)
 
 
-class ConsortiumMembership(models.Model):
+class ConsortiumMembership(ChoiceLabelsModel):
     """An institution's membership of a consortium; an institution may belong to several."""
 
     consortium = models.ForeignKey(Consortium, on_delete=models.PROTECT, related_name="memberships", verbose_name="医联体")
@@ -269,7 +269,7 @@ class CentreKind(models.TextChoices):
     INFORMATION = "information", _("信息管理中心")
 
 
-class ConsortiumCentre(models.Model):
+class ConsortiumCentre(ChoiceLabelsModel):
     """One of the six management centres of a consortium, hosted by the lead institution."""
 
     consortium = models.ForeignKey(Consortium, on_delete=models.CASCADE, related_name="centres", verbose_name="医联体")

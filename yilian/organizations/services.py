@@ -114,8 +114,13 @@ def institution_update(*, institution: Institution, capabilities: Iterable[str] 
     return institution
 
 
-def institution_set_active(*, institution: Institution, is_active: bool) -> Institution:
-    """Deactivate (or reactivate) an institution. Institutions are never deleted: they hold data."""
+def institution_set_active(*, actor: Actor, institution: Institution, is_active: bool) -> Institution:
+    """Deactivate (or reactivate) an institution. Institutions are never deleted: they hold data.
+
+    Nobody deactivates the institution they act for: an institution admin would lock out their own
+    staff (and themselves); that call belongs to the consortium manager or a system admin."""
+    if not is_active and actor.institution is not None and actor.institution.pk == institution.pk:
+        raise ValidationError(_("不能停用您当前所代表的机构，请由医联体管理员或系统管理员操作。"))
     institution.is_active = is_active
     institution.save(update_fields=["is_active", "updated_at"])
     return institution

@@ -357,12 +357,20 @@ def institution_edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
 
 def _set_institution_active(request: HttpRequest, uuid: UUID, *, is_active: bool) -> HttpResponse:
     institution = access_institution(actor_of(request), uuid, for_write=True)
-    services.institution_set_active(institution=institution, is_active=is_active)
+    try:
+        services.institution_set_active(actor=actor_of(request), institution=institution, is_active=is_active)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        _announce_active(request, institution, is_active=is_active)
+    return redirect("organizations:institution_detail", uuid=institution.uuid)
+
+
+def _announce_active(request: HttpRequest, institution: Institution, *, is_active: bool) -> None:
     if is_active:
         messages.success(request, _("已启用 %(name)s。") % {"name": institution.name})
     else:
         messages.warning(request, _("已停用 %(name)s：其数据保留，但不能再接收转诊或登录接口。") % {"name": institution.name})
-    return redirect("organizations:institution_detail", uuid=institution.uuid)
 
 
 @login_required

@@ -32,6 +32,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("服务网格"), "organizations:grid_list", "geo-alt", Permission.STRUCTURE_VIEW),
     NavItem(_("人员与任职"), "accounts:staff_list", "people", Permission.STAFF_VIEW),
     NavItem(_("接口密钥"), "accounts:api_key_list", "key", Permission.API_KEY_MANAGE),
+    NavItem(_("数据接入"), "interop:message_list", "inbox", Permission.INTEROP_MANAGE),
     NavItem(_("隐私审核"), "access:review", "shield-check", Permission.ACCESS_REVIEW),
     NavItem(_("访问日志"), "access:log", "journal-text", Permission.ACCESS_REVIEW),
     NavItem(_("系统管理"), "admin:index", "gear", system_admin_only=True),

@@ -180,7 +180,11 @@ def test_institution_patch_deactivate_activate(world: World, login) -> None:  # 
     assert send(client, "patch", url, {"town": "冲蒌镇"}).json()["capabilities"] == ["ct", "lab"]  # untouched when omitted
     assert fields_of(send(client, "patch", f"/api/v1/institutions/{world.v.uuid}", {"parent": None})) == {"parent"}
     assert send(client, "patch", f"/api/v1/institutions/{world.a.uuid}", {"phone": "1"}).status_code == 404
-    assert send(client, "post", f"{url}/deactivate").json()["is_active"] is False
+    refused = send(client, "post", f"{url}/deactivate")  # not the institution one acts for
+    assert refused.status_code == 422 and "不能停用" in refused.json()["message"]
+    assert Institution.objects.get(pk=world.b.pk).is_active
+    manager = login("consortium_manager")
+    assert send(manager, "post", f"{url}/deactivate").json()["is_active"] is False
     assert not Institution.objects.get(pk=world.b.pk).is_active
     assert send(client, "post", f"{url}/activate").json()["is_active"] is True
     assert Institution.objects.get(pk=world.b.pk).is_active

@@ -502,3 +502,10 @@ def test_future_membership_dates_display(world, login):
     page = text(login("consortium_manager").get(f"/structure/consortia/{world.k1.uuid}/"))
     assert (timezone.localdate() - dt.timedelta(days=1)).isoformat() in page
     assert 'data-testid="member-count">3<' in page
+
+
+def test_an_institution_admin_cannot_switch_off_their_own_institution(world, login):
+    client = login("institution_admin")  # acts for B
+    response = client.post(f"/structure/institutions/{world.b.uuid}/deactivate/", follow=True)
+    assert response.status_code == 200 and "不能停用您当前所代表的机构" in text(response)
+    assert Institution.objects.get(pk=world.b.pk).is_active

@@ -7,6 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import models
 
 from yilian.patients.models import LinkMethod, MatchReview, Patient, ReviewStatus, SourceIdentity
 
@@ -35,10 +36,14 @@ def test_demo_county_gets_identities_duplicates_and_review_work() -> None:
         if duplicate.link_method in (LinkMethod.NATIONAL_ID, LinkMethod.PROBABILISTIC):
             assert duplicate.patient_id == resident_pk
         else:
-            assert duplicate.patient_id != resident_pk and duplicate.patient.identities.count() == 1
+            assert duplicate.patient_id != resident_pk  # a golden patient of its own (the records may add more)
     assert Patient.objects.count() == residents + duplicates.filter(link_method=LinkMethod.NEW).count()
     reviews = MatchReview.objects.filter(status=ReviewStatus.OPEN)
     assert reviews.exists() and "待审核匹配" in output
+    # The clinical records that follow reuse the home identities instead of making their own there.
+    assert not SourceIdentity.objects.filter(
+        local_id__startswith="DEMO", institution=models.F("patient__home_institution")
+    ).exists()
     assert all(str(r.candidate_id) == r.identity.local_id[3:].lstrip("0") for r in reviews.select_related("identity"))
     # Built again with --skip-existing: nothing added.
     before = SourceIdentity.objects.count()
@@ -48,7 +53,10 @@ def test_demo_county_gets_identities_duplicates_and_review_work() -> None:
 
 def test_no_identities_flag() -> None:
     _build("--no-identities")
-    assert not SourceIdentity.objects.exists() and not MatchReview.objects.exists()
+    # Only the plain identities the clinical records make for themselves: no noisy duplicates, no reviews.
+    assert not SourceIdentity.objects.filter(local_id__startswith="HIS").exists()
+    assert not SourceIdentity.objects.filter(local_id__startswith="EMR").exists()
+    assert not MatchReview.objects.exists()
     assert Patient.objects.count() == 3000
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django import template
+from django import forms, template
+from django.forms import BoundField
+from django.forms.utils import flatatt
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -52,3 +56,35 @@ def grouped(value: object) -> str:
         return f"{int(value):,}"  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return str(value)
+
+
+@register.filter
+def control(field: BoundField) -> str:
+    """A filter-bar control drawn directly: a plain <select> or <input> with the widget's attributes.
+
+    Django renders each <option> of a Select through its own template; on list pages with a few
+    filter selects that was a third of the page's rendering time. Anything but a single Select or a
+    plain input falls back to the widget's own rendering."""
+    widget = field.field.widget
+    attrs = field.build_widget_attrs(dict(widget.attrs))
+    attrs.setdefault("id", field.auto_id)
+    if isinstance(widget, forms.Select) and not widget.allow_multiple_selected:
+        chosen = "" if field.value() is None else str(field.value())
+        options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            (
+                (value, mark_safe(" selected") if str(value) == chosen else "", label)
+                for value, label in getattr(field.field, "choices", ())
+            ),
+        )
+        return format_html('<select name="{}"{}>{}</select>', field.html_name, flatatt(attrs), options)
+    if isinstance(widget, forms.TextInput | forms.NumberInput | forms.DateInput | forms.EmailInput) and not isinstance(
+        widget, forms.PasswordInput
+    ):
+        value = field.value()
+        attrs.setdefault("type", widget.input_type)
+        if value not in (None, ""):
+            attrs["value"] = str(value)
+        return format_html('<input name="{}"{}>', field.html_name, flatatt(attrs))
+    return str(field)

@@ -68,3 +68,9 @@ def test_switching_institution_returns_to_the_section_not_the_record(login, worl
     body = login("township_clinician").get(f"/patients/{world.patients['at_b'].uuid}/").content.decode()
     switcher = body.split('data-testid="institution-switcher"', 1)[1].split("</form>", 1)[0]
     assert '<input type="hidden" name="next" value="/patients/">' in switcher
+
+
+def test_login_page_leads_residents_to_their_portal(client) -> None:
+    body = client.get("/accounts/login/").content.decode()
+    assert 'href="/me/sign-in/"' in body and "我是居民" in body
+    assert client.get("/me/sign-in/").status_code == 200

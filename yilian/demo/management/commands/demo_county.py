@@ -9,8 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from yilian.demo import taishan
-from yilian.demo.identities import with_source_identities
+from yilian.demo import encounters, identities, taishan
 from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
 
 
@@ -22,7 +21,6 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - _width(text))
 
 
-@with_source_identities  # 患者主索引：源身份与待审核匹配（--no-identities 关闭）
 class Command(BaseCommand):
     help = "建立演示县（台山市）：两个医共体、全部成员单位、科室、网格、演示账号和居民。"
 
@@ -32,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--reset", action="store_true", help="先删除已有的演示县再重建")
         parser.add_argument("--skip-existing", action="store_true", help="演示县已存在时只打印登录信息，不报错")
         parser.add_argument("--quiet", action="store_true", help="不显示进度条")
+        parser.add_argument("--no-identities", action="store_true", help="不生成患者主索引的跨机构重复身份与待审核匹配")
 
     def handle(self, *args: Any, **options: Any) -> None:
         residents: int = options["residents"]
@@ -59,6 +58,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"演示县（{taishan.AUTHORITY_NAME}）已存在，未做改动。要重建请加 --reset（会删除演示县的全部数据）。"
                 ) from exc
+        county.counts.update(identities.demo_identities_load(seed=county.seed, enabled=not options["no_identities"]))
+        county.counts.update(encounters.demo_encounters_load(seed=county.seed))
         counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
         rate = residents / county.resident_seconds if county.resident_seconds else 0.0
         self.stdout.write(

@@ -1,0 +1,486 @@
+"""Writes to the shared health record.
+
+`<resource>_upsert(*, institution, identity, source_id, data)` stores one row a member sent: it is
+idempotent on (institution, source_id) — the same row again changes nothing, a changed row is
+updated in place — validates everything first (ICD-10 codes against the catalogue, dates that
+cannot be, negative amounts) and raises ValidationError with Chinese messages, writing nothing.
+
+`service_request_create` and `result_recognise` are the clinician's side of 结果互认.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from yilian.accounts.actors import Actor
+from yilian.accounts.models import User
+from yilian.accounts.roles import Permission
+from yilian.core.validators import validate_division_code
+from yilian.organizations.models import Institution
+from yilian.patients.models import Patient, SourceIdentity
+from yilian.records.catalogue import TESTS_BY_CODE
+from yilian.records.data import (
+    ConditionData,
+    DiagnosticReportData,
+    DocumentReferenceData,
+    EncounterData,
+    InsuranceSettlementData,
+    MedicationRequestData,
+    ObservationData,
+    ProcedureData,
+)
+from yilian.records.icd10 import icd10_lookup
+from yilian.records.models import (
+    ClinicalRecord,
+    Condition,
+    DiagnosticReport,
+    DocumentReference,
+    Encounter,
+    EncounterClass,
+    InsuranceSettlement,
+    Interpretation,
+    MedicationRequest,
+    Observation,
+    Procedure,
+    ResultRecognition,
+    ServiceRequest,
+)
+
+R = TypeVar("R", bound=ClinicalRecord)
+
+# A sender's clock may run a little ahead of ours; beyond this a time is "in the future".
+CLOCK_SKEW = dt.timedelta(minutes=10)
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Upserted(Generic[R]):
+    """The stored row; `created` for a new row, `changed` when an existing one was updated."""
+
+    record: R
+    created: bool
+    changed: bool
+
+
+# --- Validation shared by every resource ---------------------------------------------------------
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or timezone.is_aware(value):
+        return value
+    return timezone.make_aware(value)
+
+
+def _check_time(errors: dict[str, list[str]], field: str, value: dt.datetime | None) -> None:
+    if value is None:
+        return
+    if value > timezone.now() + CLOCK_SKEW:
+        errors.setdefault(field, []).append(_("时间不能晚于当前时间。"))
+    elif value < EARLIEST:
+        errors.setdefault(field, []).append(_("时间不合理（早于 1900 年）。"))
+
+
+def _check_not_negative(errors: dict[str, list[str]], field: str, value: Decimal | int | None) -> None:
+    if value is not None and value < 0:
+        errors.setdefault(field, []).append(_("不能为负数。"))
+
+
+def _raise(errors: dict[str, list[str]]) -> None:
+    if errors:
+        raise ValidationError(errors)
+
+
+def _check_source(institution: Institution, identity: SourceIdentity, source_id: str) -> str:
+    source_id = (source_id or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not source_id:
+        errors["source_id"] = [_("来源系统记录号不能为空。")]
+    elif len(source_id) > 64:
+        errors["source_id"] = [_("来源系统记录号最多 64 个字符。")]
+    if identity.institution_id != institution.pk:
+        errors["identity"] = [_("该源身份不属于发送机构。")]
+    _raise(errors)
+    return source_id
+
+
+def _encounter_for(institution: Institution, identity: SourceIdentity, encounter_source_id: str) -> Encounter | None:
+    if not encounter_source_id:
+        return None
+    encounter = Encounter.objects.filter(institution=institution, source_id=encounter_source_id).first()
+    if encounter is None or encounter.identity_id != identity.pk:
+        raise ValidationError(
+            {"encounter_source_id": [_("未找到该患者在本机构的就诊记录：%(id)s。") % {"id": encounter_source_id[:64]}]}
+        )
+    return encounter
+
+
+def _upsert(
+    model: type[R], *, institution: Institution, identity: SourceIdentity, source_id: str, fields: dict[str, Any]
+) -> Upserted[R]:
+    """Insert or update the row (institution, source_id) with `fields`, validated first.
+
+    Runs inside the caller's transaction; a concurrent insert of the same row (IntegrityError on the
+    unique constraint) is retried once as an update."""
+    for attempt in (1, 2):
+        existing = model._default_manager.select_for_update().filter(institution=institution, source_id=source_id).first()
+        record = existing or model(institution=institution, source_id=source_id)
+        values = {"identity": identity, **fields}
+        changed = existing is None or any(getattr(record, name) != value for name, value in values.items())
+        if not changed:
+            return Upserted(record, created=False, changed=False)
+        for name, value in values.items():
+            setattr(record, name, value)
+        record.full_clean(validate_unique=False)
+        try:
+            with transaction.atomic():
+                record.save()
+        except IntegrityError:
+            if existing is None and attempt == 1:
+                continue
+            raise ValidationError(_("数据与已有记录冲突，请检查后重试。"), code="conflict") from None
+        return Upserted(record, created=existing is None, changed=existing is not None)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- The resources -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def encounter_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: EncounterData
+) -> Upserted[Encounter]:
+    """Store one encounter (就诊): outpatient, emergency, inpatient (admission and discharge), health check or follow-up."""
+    source_id = _check_source(institution, identity, source_id)
+    started_at, ended_at = _aware(data.started_at), _aware(data.ended_at)
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "started_at", started_at)
+    _check_time(errors, "ended_at", ended_at)
+    if started_at and ended_at and ended_at < started_at:
+        message = (
+            _("出院时间不能早于入院时间。")
+            if data.encounter_class == EncounterClass.INPATIENT
+            else _("结束时间不能早于开始时间。")
+        )
+        errors.setdefault("ended_at", []).append(message)
+    _check_not_negative(errors, "total_cost", data.total_cost)
+    _check_not_negative(errors, "insurance_paid", data.insurance_paid)
+    if not errors and data.insurance_paid > data.total_cost:
+        errors["insurance_paid"] = [_("医保支付不能超过总费用。")]
+    _raise(errors)
+    fields = {
+        "encounter_class": data.encounter_class,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "department_name": data.department_name,
+        "practitioner_name": data.practitioner_name,
+        "reason": data.reason,
+        "payer_type": data.payer_type,
+        "total_cost": data.total_cost,
+        "insurance_paid": data.insurance_paid,
+    }
+    return _upsert(Encounter, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+@transaction.atomic
+def condition_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ConditionData
+) -> Upserted[Condition]:
+    """Store one diagnosis; the ICD-10 code must be a WHO code or a 国家临床版 code with a valid WHO stem."""
+    source_id = _check_source(institution, identity, source_id)
+    recorded_at = _aware(data.recorded_at)
+    errors: dict[str, list[str]] = {}
+    entry = icd10_lookup(data.icd10_code[:32]) if data.icd10_code else None
+    if entry is None:
+        errors["icd10_code"] = [_("不是有效的 ICD-10 编码：%(code)s。") % {"code": (data.icd10_code or "")[:32]}]
+    _check_time(errors, "recorded_at", recorded_at)
+    _raise(errors)
+    assert entry is not None  # noqa: S101 - narrowed by the check above
+    fields = {
+        "icd10_code": entry.code,
+        "display": data.display or entry.name[:100],
+        "is_primary": data.is_primary,
+        "recorded_at": recorded_at,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(Condition, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+def _interpretation(data: ObservationData) -> str:
+    """The flag as sent, or derived from a numeric value and its reference range."""
+    if data.interpretation or data.value_quantity is None:
+        return data.interpretation
+    if data.reference_high is not None and data.value_quantity > data.reference_high:
+        return Interpretation.HIGH
+    if data.reference_low is not None and data.value_quantity < data.reference_low:
+        return Interpretation.LOW
+    if data.reference_low is not None or data.reference_high is not None:
+        return Interpretation.NORMAL
+    return ""
+
+
+@transaction.atomic
+def observation_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ObservationData
+) -> Upserted[Observation]:
+    """Store one vital sign or lab result with its unit, reference range and abnormal flag."""
+    source_id = _check_source(institution, identity, source_id)
+    effective_at = _aware(data.effective_at)
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "effective_at", effective_at)
+    if data.value_quantity is None and not data.value_text:
+        errors["value_quantity"] = [_("请提供数值结果或文字结果。")]
+    if data.reference_low is not None and data.reference_high is not None and data.reference_low > data.reference_high:
+        errors["reference_low"] = [_("参考下限不能大于参考上限。")]
+    _raise(errors)
+    fields = {
+        "category": data.category,
+        "code": data.code,
+        "display": data.display,
+        "value_quantity": data.value_quantity,
+        "value_text": data.value_text,
+        "unit": data.unit,
+        "reference_low": data.reference_low,
+        "reference_high": data.reference_high,
+        "reference_text": data.reference_text,
+        "interpretation": _interpretation(data),
+        "effective_at": effective_at,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(Observation, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+@transaction.atomic
+def diagnostic_report_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: DiagnosticReportData
+) -> Upserted[DiagnosticReport]:
+    """Store one imaging, ECG, lab or pathology report."""
+    source_id = _check_source(institution, identity, source_id)
+    effective_at, issued_at = _aware(data.effective_at), _aware(data.issued_at)
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "effective_at", effective_at)
+    _check_time(errors, "issued_at", issued_at)
+    if effective_at and issued_at and issued_at < effective_at:
+        errors.setdefault("issued_at", []).append(_("报告时间不能早于检查时间。"))
+    _raise(errors)
+    fields = {
+        "category": data.category,
+        "code": data.code,
+        "display": data.display,
+        "text": data.text,
+        "conclusion": data.conclusion,
+        "performer_name": data.performer_name,
+        "effective_at": effective_at,
+        "issued_at": issued_at,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(DiagnosticReport, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+@transaction.atomic
+def medication_request_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: MedicationRequestData
+) -> Upserted[MedicationRequest]:
+    """Store one prescription line."""
+    source_id = _check_source(institution, identity, source_id)
+    authored_at = _aware(data.authored_at)
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "authored_at", authored_at)
+    _check_not_negative(errors, "quantity", data.quantity)
+    _check_not_negative(errors, "days_supply", data.days_supply)
+    _raise(errors)
+    fields = {
+        "medication_code": data.medication_code,
+        "medication_name": data.medication_name,
+        "dosage_text": data.dosage_text,
+        "quantity": data.quantity,
+        "quantity_unit": data.quantity_unit,
+        "days_supply": data.days_supply,
+        "prescriber_name": data.prescriber_name,
+        "authored_at": authored_at,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(MedicationRequest, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+@transaction.atomic
+def procedure_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ProcedureData
+) -> Upserted[Procedure]:
+    """Store one operation or procedure with its grade (手术分级 1–4)."""
+    source_id = _check_source(institution, identity, source_id)
+    performed_at = _aware(data.performed_at)
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "performed_at", performed_at)
+    if data.grade is not None and not 1 <= data.grade <= 4:
+        errors["grade"] = [_("手术分级为 1–4 级。")]
+    _raise(errors)
+    fields = {
+        "code": data.code,
+        "display": data.display,
+        "grade": data.grade,
+        "performer_name": data.performer_name,
+        "performed_at": performed_at,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(Procedure, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+@transaction.atomic
+def document_reference_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: DocumentReferenceData
+) -> Upserted[DocumentReference]:
+    """Store one clinical document (discharge summary, referral letter, attachment by address)."""
+    source_id = _check_source(institution, identity, source_id)
+    dated_at = _aware(data.dated_at)
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "dated_at", dated_at)
+    if not data.text and not data.attachment_url:
+        errors["text"] = [_("请提供文书内容或附件地址。")]
+    _raise(errors)
+    fields = {
+        "kind": data.kind,
+        "title": data.title,
+        "text": data.text,
+        "attachment_url": data.attachment_url,
+        "content_type": data.content_type,
+        "author_name": data.author_name,
+        "dated_at": dated_at,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(DocumentReference, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+@transaction.atomic
+def insurance_settlement_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: InsuranceSettlementData
+) -> Upserted[InsuranceSettlement]:
+    """Store one insurance settlement; the provider may be outside the consortium and the county.
+
+    `within_county` is true when the provider is an institution of the sender's health authority,
+    or its region code is the authority's own division code."""
+    source_id = _check_source(institution, identity, source_id)
+    settled_at = _aware(data.settled_at)
+    provider = data.provider_institution
+    errors: dict[str, list[str]] = {}
+    _check_time(errors, "settled_at", settled_at)
+    for field in ("total_cost", "fund_paid", "personal_paid"):
+        _check_not_negative(errors, field, getattr(data, field))
+    if not errors and data.fund_paid + data.personal_paid > data.total_cost:
+        errors["fund_paid"] = [_("统筹基金支付与个人支付之和不能超过医疗总费用。")]
+    if provider is None and not data.provider_name:
+        errors["provider_name"] = [_("请注明就诊机构（成员单位或机构名称）。")]
+    if data.provider_region:
+        try:
+            validate_division_code(data.provider_region)
+        except ValidationError as exc:
+            errors["provider_region"] = exc.messages
+    _raise(errors)
+    county = institution.authority.division_code
+    if provider is not None:
+        within_county = provider.authority_id == institution.authority_id
+        region = data.provider_region or (county if within_county else "")
+    else:
+        region = data.provider_region
+        within_county = bool(region) and region == county
+    fields = {
+        "encounter_class": data.encounter_class,
+        "payer_type": data.payer_type,
+        "provider_institution": provider,
+        "provider_name": data.provider_name or (provider.name if provider else ""),
+        "provider_code": data.provider_code,
+        "provider_region": region,
+        "within_county": within_county,
+        "settled_at": settled_at,
+        "total_cost": data.total_cost,
+        "fund_paid": data.fund_paid,
+        "personal_paid": data.personal_paid,
+        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+    }
+    return _upsert(InsuranceSettlement, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+# --- 结果互认 ----------------------------------------------------------------------------------
+
+
+def _require_clinician(actor: Actor) -> tuple[Institution, User]:
+    actor.require(Permission.RESULT_RECOGNISE)
+    if actor.institution is None or actor.user is None or actor.api_key is not None:
+        raise ValidationError(_("请以所在机构的临床身份操作。"))
+    return actor.institution, actor.user
+
+
+@transaction.atomic
+def service_request_create(*, actor: Actor, patient: Patient, code: str, reason: str = "") -> ServiceRequest:
+    """Order a test (开检查/检验) for a patient the actor has already been let in to see."""
+    institution, user = _require_clinician(actor)
+    test = TESTS_BY_CODE.get(code)
+    if test is None:
+        raise ValidationError({"code": [_("请选择检查/检验项目。")]})
+    if len(reason) > 200:
+        raise ValidationError({"reason": [_("开单理由最多 200 个字符。")]})
+    return ServiceRequest.objects.create(
+        patient=patient,
+        institution=institution,
+        requester=user,
+        category=test.category,
+        code=test.code,
+        display=test.name,
+        reason=reason,
+        authored_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def result_recognise(
+    *,
+    actor: Actor,
+    patient: Patient,
+    result: Observation | DiagnosticReport,
+    code: str,
+    service_request: ServiceRequest | None = None,
+) -> ResultRecognition:
+    """Record that the actor accepts `result` (another member's, within its validity window) for
+    the test `code` instead of repeating it. The same clinician recognising the same result for the
+    same test on the same day is one recognition, not two."""
+    from yilian.records.selectors import recognisable_results
+
+    institution, user = _require_clinician(actor)
+    test = TESTS_BY_CODE.get(code)
+    if test is None:
+        raise ValidationError({"code": [_("请选择检查/检验项目。")]})
+    allowed = {(r.kind, r.record.pk) for r in recognisable_results(actor=actor, patient=patient, test=test)}
+    kind = "observation" if isinstance(result, Observation) else "report"
+    if (kind, result.pk) not in allowed:
+        raise ValidationError(_("该结果不能互认：不是其他成员单位的同一项目结果，或已超过互认有效期。"))
+    if service_request is not None and (service_request.patient_id != patient.pk or service_request.code != code):
+        raise ValidationError({"service_request": [_("该申请不属于此患者或此项目。")]})
+    match = {"observation": result} if kind == "observation" else {"diagnostic_report": result}
+    today = timezone.localdate()
+    start = timezone.make_aware(dt.datetime.combine(today, dt.time.min))
+    existing = (
+        ResultRecognition.objects.select_for_update()
+        .filter(user=user, institution=institution, patient=patient, code=code, recognised_at__gte=start, **match)
+        .first()
+    )
+    if existing is not None:
+        return existing
+    return ResultRecognition.objects.create(
+        patient=patient,
+        user=user,
+        institution=institution,
+        result_institution_id=result.institution_id,
+        service_request=service_request,
+        category=test.category,
+        code=test.code,
+        display=test.name,
+        recognised_at=timezone.now(),
+        **match,
+    )
