@@ -25,7 +25,13 @@ class Command(BaseCommand):
     help = "建立演示县（台山市）：两个医共体、全部成员单位、科室、网格、演示账号和居民。"
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--residents", type=int, default=taishan.DEFAULT_RESIDENTS, help="居民人数（默认 5000）")
+        parser.add_argument("--residents", type=int, default=None, help="居民人数（默认 5000，或按 --encounters 推算）")
+        parser.add_argument(
+            "--encounters",
+            type=int,
+            default=None,
+            help="就诊记录数：一年病历写到这个数为止；不指定 --residents 时按每人约 3.1 次就诊推算居民人数",
+        )
         parser.add_argument("--seed", type=int, default=taishan.DEFAULT_SEED, help="随机种子：同一种子得到同一个县（默认 2026）")
         parser.add_argument("--reset", action="store_true", help="先删除已有的演示县再重建")
         parser.add_argument("--skip-existing", action="store_true", help="演示县已存在时只打印登录信息，不报错")
@@ -33,7 +39,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-identities", action="store_true", help="不生成患者主索引的跨机构重复身份与待审核匹配")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        target: int | None = options["encounters"]
+        if target is not None and target < 0:
+            raise CommandError("--encounters 不能为负数。")
         residents: int = options["residents"]
+        if residents is None:
+            residents = taishan.DEFAULT_RESIDENTS if target is None else encounters.residents_for_encounters(target)
         if residents < 0:
             raise CommandError("--residents 不能为负数。")
         if options["skip_existing"] and not options["reset"] and demo_county_exists():
@@ -59,13 +70,25 @@ class Command(BaseCommand):
                     f"演示县（{taishan.AUTHORITY_NAME}）已存在，未做改动。要重建请加 --reset（会删除演示县的全部数据）。"
                 ) from exc
         county.counts.update(identities.demo_identities_load(seed=county.seed, enabled=not options["no_identities"]))
-        county.counts.update(encounters.demo_encounters_load(seed=county.seed))
+        with tqdm(
+            total=residents,
+            file=sys.stderr,
+            disable=not show_progress,
+            unit="人",
+            unit_scale=True,
+            desc="病历",
+            dynamic_ncols=True,
+        ) as bar:
+            records = encounters.demo_encounters_build(seed=county.seed, limit=target, progress=bar.update)
+        county.counts.update(records.counts)
         counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
         rate = residents / county.resident_seconds if county.resident_seconds else 0.0
+        rows = sum(records.counts.values())
         self.stdout.write(
             self.style.SUCCESS(
                 f"已建立演示县 {taishan.COUNTY}（种子 {county.seed}）：{counts}。"
-                f"用时 {county.seconds:.1f} 秒（居民 {county.resident_seconds:.1f} 秒，{rate:,.0f} 人/秒）。"
+                f"用时 {county.seconds:.1f} 秒（居民 {county.resident_seconds:.1f} 秒，{rate:,.0f} 人/秒）；"
+                f"病历 {records.seconds:.1f} 秒（{rows / records.seconds if records.seconds else 0:,.0f} 行/秒）。"
             )
         )
         self._print_logins(county.personas)
