@@ -26,7 +26,8 @@ import datetime as dt
 import math
 import random
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,8 @@ class _Writer:
         self.next_id = {model: self._reserve(model) for model in TABLE_COLUMNS}
         self.first_id = dict(self.next_id)
         self.written = dict.fromkeys(TABLE_COLUMNS, 0)
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
 
     def stamp(self, seconds: int) -> str:
         """A moment (whole seconds since the epoch) as the database's text for a timestamp in UTC."""
@@ -204,31 +207,62 @@ class _Writer:
         )
         return pk
 
+    def _statement(self, model: type[models.Model]) -> tuple[str, str]:
+        quote = connection.ops.quote_name
+        column_of = {f.attname: str(f.column) for f in model._meta.concrete_fields}
+        return quote(model._meta.db_table), ", ".join(quote(column_of[c]) for c in TABLE_COLUMNS[model])
+
     def flush(self) -> None:
+        """Write the lines made so far. COPY runs on a worker thread, on the same connection and
+        transaction, while the caller makes the next batch: the server ingests one batch while Python
+        formats the next (the connection's lock keeps the caller's own queries out of a running COPY)."""
+        ready = {model: lines for model, lines in self.lines.items() if lines}
+        self.lines = {model: [] for model in TABLE_COLUMNS}
+        for model, lines in ready.items():
+            if self.next_id[model] - self.first_id[model] > RESERVED_IDS:
+                raise RuntimeError(f"more than {RESERVED_IDS:,} rows for {model._meta.db_table} in one load")
+            self.written[model] += len(lines)
+        if not self.use_copy:
+            self._insert(ready)
+            return
+        self.wait()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-records-copy")
+        self._pending = self._worker.submit(self._copy, connection.connection, ready)
+
+    def _copy(self, raw: Any, ready: dict[type[models.Model], list[str]]) -> None:
+        with raw.cursor() as cursor:
+            for model, lines in ready.items():
+                table, columns = self._statement(model)
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    copy.write("".join(lines))
+
+    def _insert(self, ready: dict[type[models.Model], list[str]]) -> None:
         with connection.cursor() as cursor:
-            for model, lines in self.lines.items():
-                if not lines:
-                    continue
-                if self.next_id[model] - self.first_id[model] > RESERVED_IDS:
-                    raise RuntimeError(f"more than {RESERVED_IDS:,} rows for {model._meta.db_table} in one load")
-                quote = connection.ops.quote_name
-                column_of = {f.attname: str(f.column) for f in model._meta.concrete_fields}
-                columns = ", ".join(quote(column_of[c]) for c in TABLE_COLUMNS[model])
-                if self.use_copy:
-                    with cursor.copy(f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
-                        copy.write("".join(lines))
-                else:
-                    placeholders = ", ".join(["%s"] * len(TABLE_COLUMNS[model]))
-                    cursor.executemany(
-                        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders})",  # noqa: S608 - our own names
-                        [[_from_copy_text(field) for field in line[:-1].split("\t")] for line in lines],
-                    )
-                self.written[model] += len(lines)
-                lines.clear()
+            for model, lines in ready.items():
+                table, columns = self._statement(model)
+                placeholders = ", ".join(["%s"] * len(TABLE_COLUMNS[model]))
+                cursor.executemany(
+                    f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",  # noqa: S608 - our own names
+                    [[_from_copy_text(field) for field in line[:-1].split("\t")] for line in lines],
+                )
+
+    def wait(self) -> None:
+        """Wait for the COPY in flight, if any (re-raising its error)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Stop the worker once its COPY is over, whatever happened (always called)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     def finish(self) -> None:
-        """On PostgreSQL give the sequences back what was reserved and not used."""
+        """Write the rest, and on PostgreSQL give the sequences back what was reserved and not used."""
         self.flush()
+        self.wait()
         if not self.postgres:
             return
         with connection.cursor() as cursor:
@@ -591,6 +625,20 @@ def _identities_by_patient() -> Generator[tuple[int, int, int]]:
     yield from queryset.values_list("patient_id", "institution_id", "id").iterator(chunk_size=BATCH * 4)
 
 
+def _with_identities(
+    patients: Iterator[list[tuple[Any, ...]]], known: Iterator[tuple[int, int, int]]
+) -> Generator[tuple[list[tuple[Any, ...]], dict[tuple[int, int], int]]]:
+    """Each batch of residents with the identities they already have, by (institution, patient)."""
+    pending = next(known, None)
+    for batch in patients:
+        last = batch[-1][0]
+        found: dict[tuple[int, int], int] = {}
+        while pending is not None and pending[0] <= last:
+            found[(pending[1], pending[0])] = pending[2]
+            pending = next(known, None)
+        yield batch, found
+
+
 @dataclass
 class DemoEncounters:
     counts: dict[str, int]
@@ -639,29 +687,26 @@ def demo_encounters_build(
         end = timezone.now() - dt.timedelta(hours=2)
         generator = _Generator(rng, writer, places, end, limit)
         patients, known = _patients(), _identities_by_patient()
+        batches = _with_identities(patients, known)
         try:
-            pending = next(known, None)
-            for batch in patients:
-                last = batch[-1][0]
-                found: dict[tuple[int, int], int] = {}
-                while pending is not None and pending[0] <= last:
-                    found[(pending[1], pending[0])] = pending[2]
-                    pending = next(known, None)
-                generator.identities = found
+            current = next(batches, None)
+            while current is not None:
+                batch, generator.identities = current
                 for row in batch:
                     place = places.get(row[1])
                     if place is not None:
                         generator.resident(_Resident(row, place, generator.end_date))
+                # Read the next batch before this one's COPY starts: a COPY holds the connection.
+                current = None if generator.full else next(batches, None)
                 writer.flush()
                 result.residents += len(batch)
                 if progress:
                     progress(len(batch))
-                if generator.full:
-                    break
         finally:
-            # Close both server-side cursors: an open one would forbid rebuilding its table's constraints.
-            patients.close()
-            known.close()
+            writer.close()
+            # Close the server-side cursors: an open one would forbid rebuilding its table's constraints.
+            for stream in (batches, patients, known):
+                stream.close()
         writer.finish()
         rebuild_started = time.perf_counter()
         suspended.close()  # rebuild the indexes and constraints, still inside the transaction
