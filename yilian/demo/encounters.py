@@ -152,6 +152,13 @@ def _from_copy_text(field: str) -> str | None:
     return "\\".join(p.replace("\\t", "\t").replace("\\n", "\n").replace("\\r", "\r") for p in parts)
 
 
+def _target(model: type[models.Model]) -> str:
+    """`table (column, ...)` for the columns a line of `model` holds, quoted."""
+    quote = connection.ops.quote_name
+    column_of = {f.attname: str(f.column) for f in model._meta.concrete_fields}
+    return f"{quote(model._meta.db_table)} ({', '.join(quote(column_of[c]) for c in TABLE_COLUMNS[model])})"
+
+
 def _money(cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
@@ -173,6 +180,8 @@ class _Writer:
         self.next_id = {model: self._reserve(model) for model in TABLE_COLUMNS}
         self.first_id = dict(self.next_id)
         self.written = dict.fromkeys(TABLE_COLUMNS, 0)
+        # Made here: the worker thread must not touch Django's per-thread connection.
+        self.targets = {model: _target(model) for model in TABLE_COLUMNS}
         self._worker: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
 
@@ -207,11 +216,6 @@ class _Writer:
         )
         return pk
 
-    def _statement(self, model: type[models.Model]) -> tuple[str, str]:
-        quote = connection.ops.quote_name
-        column_of = {f.attname: str(f.column) for f in model._meta.concrete_fields}
-        return quote(model._meta.db_table), ", ".join(quote(column_of[c]) for c in TABLE_COLUMNS[model])
-
     def flush(self) -> None:
         """Write the lines made so far. COPY runs on a worker thread, on the same connection and
         transaction, while the caller makes the next batch: the server ingests one batch while Python
@@ -233,17 +237,15 @@ class _Writer:
     def _copy(self, raw: Any, ready: dict[type[models.Model], list[str]]) -> None:
         with raw.cursor() as cursor:
             for model, lines in ready.items():
-                table, columns = self._statement(model)
-                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY {self.targets[model]} FROM STDIN") as copy:
                     copy.write("".join(lines))
 
     def _insert(self, ready: dict[type[models.Model], list[str]]) -> None:
         with connection.cursor() as cursor:
             for model, lines in ready.items():
-                table, columns = self._statement(model)
                 placeholders = ", ".join(["%s"] * len(TABLE_COLUMNS[model]))
                 cursor.executemany(
-                    f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",  # noqa: S608 - our own names
+                    f"INSERT INTO {self.targets[model]} VALUES ({placeholders})",  # noqa: S608 - our own names
                     [[_from_copy_text(field) for field in line[:-1].split("\t")] for line in lines],
                 )
 

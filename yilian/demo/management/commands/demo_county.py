@@ -88,7 +88,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"已建立演示县 {taishan.COUNTY}（种子 {county.seed}）：{counts}。"
                 f"用时 {county.seconds:.1f} 秒（居民 {county.resident_seconds:.1f} 秒，{rate:,.0f} 人/秒）；"
-                f"病历 {records.seconds:.1f} 秒（{rows / records.seconds if records.seconds else 0:,.0f} 行/秒）。"
+                f"病历 {records.seconds:.1f} 秒（{rows / records.seconds if records.seconds else 0:,.0f} 行/秒"
+                f"{f'，其中重建索引与约束 {records.rebuild_seconds:.1f} 秒' if records.rebuild_seconds else ''}）。"
             )
         )
         self._print_logins(county.personas)
