@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "yilian.records",
     "yilian.interop",
     "yilian.portal",
+    "yilian.scheduling",
     "yilian.access",
     "yilian.notifications",
     "yilian.web",

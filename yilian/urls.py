@@ -13,6 +13,7 @@ urlpatterns = [
     path("records/", include("yilian.records.urls")),
     path("interop/", include("yilian.interop.urls")),
     path("me/", include("yilian.portal.urls")),
+    path("scheduling/", include("yilian.scheduling.urls")),
     path("access/", include("yilian.access.urls")),
     path("inbox/", include("yilian.notifications.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

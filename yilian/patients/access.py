@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.utils.translation import gettext as _
 
-from yilian.access.models import AccessAction, AccessGrant
+from yilian.access.models import AccessAction, AccessGrant, GrantScope
 from yilian.access.services import access_log_record
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission, Role
@@ -59,21 +59,38 @@ def holds_patient(institution: Institution | None, patient: Patient) -> bool:
     return SourceIdentity.objects.filter(patient=patient, institution__in=_holding_institutions(institution)).exists()
 
 
-def basis_grant(actor: Actor, patient: Patient) -> AccessGrant | None:
-    """The grant that lets `actor` see `patient`, or None when the acting institution holds the record."""
+def basis_grant(actor: Actor, patient: Patient, *, scope: str = GrantScope.SUMMARY) -> AccessGrant | None:
+    """The grant that lets `actor` see `patient` to `scope`, or None when the acting institution holds
+    the record (or no active grant reaches that far). Any grant opens the summary; only a record
+    grant opens the whole record, so a later-expiring summary grant never hides a record grant."""
     if holds_patient(actor.institution, patient):
         return None
+    grants = _active_grants(actor).filter(patient=patient)
+    if scope == GrantScope.RECORD:
+        grants = grants.filter(scope=GrantScope.RECORD)
     # Personal (break-glass) grants first, so their use shows up in the review.
-    return _active_grants(actor).filter(patient=patient).order_by("-grantee_user_id", "-expires_at").first()
+    return grants.order_by("-grantee_user_id", "-expires_at").first()
 
 
-def access_patient(actor: Actor, key: UUID | str, *, action: str = AccessAction.VIEW_SUMMARY, path: str = "") -> Patient:
-    """Load one patient for `actor`, logging the read; missing and forbidden are both 404."""
+def access_patient(
+    actor: Actor,
+    key: UUID | str,
+    *,
+    action: str = AccessAction.VIEW_SUMMARY,
+    path: str = "",
+    scope: str = GrantScope.SUMMARY,
+) -> Patient:
+    """Load one patient for `actor` to `scope`, logging the read with the grant it used; missing and
+    forbidden are both 404. A record read needs the record held here or a record grant."""
     try:
         patient = Patient.objects.select_related("home_institution", "grid").filter(patient_scope_filter(actor)).get(uuid=key)
     except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
         raise Http404(_("未找到，或您无权访问。")) from exc
-    access_log_record(actor=actor, patients=[patient], action=action, grant_for=lambda p: basis_grant(actor, p), path=path)
+    grant = basis_grant(actor, patient, scope=scope)
+    if grant is None and scope == GrantScope.RECORD and not holds_patient(actor.institution, patient):
+        raise Http404(_("未找到，或您无权访问。"))
+    access_log_record(actor=actor, patients=[patient], action=action, grant_for=lambda p: grant, path=path)
+    patient.grant = grant  # type: ignore[attr-defined]
     return patient
 
 

@@ -16,7 +16,7 @@ from yilian.access.models import GrantSource
 from yilian.accounts.roles import Permission
 from yilian.core.api import ERRORS, ErrorOut, Page, PageQuery, actor_of, paginate
 from yilian.organizations.api import InstitutionRef
-from yilian.patients.access import access_patient, basis_grant, patients_listed
+from yilian.patients.access import access_patient, patients_listed
 from yilian.patients.models import IdentityDocumentType, Patient, Sex
 from yilian.patients.selectors import patient_search
 
@@ -87,5 +87,4 @@ def patient_detail(request: HttpRequest, id: UUID) -> Patient:
     """居民详情（完整证件号码）。本次查看记入访问日志。"""
     actor = actor_of(request)
     patient = access_patient(actor, id, path=request.get_full_path())
-    patient.grant = basis_grant(actor, patient)  # type: ignore[attr-defined]
     return patient

@@ -48,10 +48,12 @@ class ReviewDecisionForm(forms.Form):
     decision = forms.ChoiceField(
         label=_("审核结论"),
         choices=[("same", _("是同一人，合并")), ("distinct", _("不是同一人"))],
-        widget=forms.RadioSelect,
+        widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
         error_messages={"required": _("请选择审核结论。"), "invalid_choice": _("审核结论无效。")},
     )
-    reason = forms.CharField(label=_("说明"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(
+        label=_("说明"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2, "class": "form-control"})
+    )
 
 
 class UnmergeForm(forms.Form):

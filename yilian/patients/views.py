@@ -29,7 +29,6 @@ from yilian.patients.access import (
     access_merge,
     access_patient,
     access_review,
-    basis_grant,
     identities_reviewed,
     merge_scope_filter,
     patients_listed,
@@ -90,7 +89,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
 def patient_detail(request: HttpRequest, uuid: str) -> HttpResponse:
     actor = _actor(request)
     patient = access_patient(actor, uuid, path=request.get_full_path())
-    grant = basis_grant(actor, patient)
+    grant = patient.grant  # type: ignore[attr-defined]
     recent_access = AccessLog.objects.filter(patient=patient).select_related("acting_institution")[:RECENT_ACCESS_ROWS]
     identities = SourceIdentity.objects.filter(patient=patient).select_related("institution").order_by("id")[:IDENTITY_ROWS]
     context = {"patient": patient, "grant": grant, "recent_access": recent_access, "identities": identities}

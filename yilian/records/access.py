@@ -3,22 +3,21 @@
 A whole record is read only through `access_patient_record`: the patient gatekeeper
 (`patients.access.access_patient`) lets the actor in — holder of the record, or an active grant —
 and writes the access-log row (action 查看健康档案). A grant limited to the summary (基本信息) does
-not open the record: that is a 404 like any other refusal, and the log row is rolled back with it,
-so a refused read leaves no trace but the refusal.
+not open the record: that is a 404 like any other refusal, decided before any log row is written.
+When both a summary and a record grant exist, the record grant is the one used and logged.
 """
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from django.db import transaction
 from django.http import Http404
 from django.utils.translation import gettext as _
 
 from yilian.access.models import AccessAction, GrantScope
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
-from yilian.patients.access import access_patient, basis_grant
+from yilian.patients.access import access_patient
 from yilian.patients.models import Patient
 
 
@@ -26,10 +25,4 @@ def access_patient_record(actor: Actor, key: UUID | str, *, path: str = "") -> P
     """Load one patient whose whole record `actor` may read, logging the read; otherwise 404."""
     if not actor.can(Permission.PATIENT_VIEW):
         raise Http404(_("未找到，或您无权访问。"))
-    with transaction.atomic():
-        patient = access_patient(actor, key, action=AccessAction.VIEW_RECORD, path=path)
-        grant = basis_grant(actor, patient)
-        if grant is not None and grant.scope != GrantScope.RECORD:
-            raise Http404(_("未找到，或您无权访问。"))
-        patient.grant = grant  # type: ignore[attr-defined]
-    return patient
+    return access_patient(actor, key, action=AccessAction.VIEW_RECORD, path=path, scope=GrantScope.RECORD)

@@ -182,3 +182,31 @@ CLINICAL_DENIED: dict[str, int | set[int]] = {**{p: {403, 404} for p in ALL}, "a
 def test_records_api_matrix(world: World, records: Records, name: str, endpoint: Endpoint, allowed: dict[str, int]) -> None:
     world.records = records  # type: ignore[attr-defined]
     run_matrix(world, endpoint, allowed=allowed, denied_status=CLINICAL_DENIED, personas=ALL, watched=WATCHED)
+
+
+def test_a_later_summary_grant_does_not_hide_a_record_grant(world: World, records: Records, login) -> None:  # type: ignore[no-untyped-def]
+    """Both grants active: the record opens, and the log names the record grant, not the summary one."""
+    from yilian.access.models import GrantScope
+
+    now = timezone.now()
+    summary = grant_issue(
+        patient=world.patients["at_a"],
+        source=GrantSource.CONTRACT,
+        grantee_institution=world.b,
+        scope=GrantScope.SUMMARY,
+        expires_at=now + dt.timedelta(days=30),
+    )
+    client = login("township_clinician")
+    assert client.get(timeline(world)).status_code == 404  # a summary grant alone opens no record
+    assert not AccessLog.objects.filter(action=AccessAction.VIEW_RECORD).exists()
+    record = grant_issue(
+        patient=world.patients["at_a"],
+        source=GrantSource.REFERRAL,
+        grantee_institution=world.b,
+        scope=GrantScope.RECORD,
+        expires_at=now + dt.timedelta(days=1),
+    )
+    assert summary.expires_at > record.expires_at
+    assert client.get(timeline(world)).status_code == 200
+    log = AccessLog.objects.get(action=AccessAction.VIEW_RECORD)
+    assert log.grant == record
