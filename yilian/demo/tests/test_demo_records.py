@@ -9,6 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F
 
 from yilian.demo import encounters as encounter_module
 from yilian.demo.encounters import TABLE_COLUMNS, demo_encounters_build, residents_for_encounters
@@ -88,6 +89,18 @@ def test_resident_text_with_copy_format_characters_is_stored_verbatim():
     demo_encounters_build(seed=3)
     made = SourceIdentity.objects.filter(local_id__startswith="DEMO")
     assert made.exists() and set(made.values_list("address", flat=True)) == {tricky}
+
+
+def test_records_reuse_the_identities_an_institution_already_has_across_batches(monkeypatch):
+    monkeypatch.setattr(encounter_module, "BATCH", 37)  # many batch boundaries, none on a round number
+    call_command("demo_county", "--residents=400", "--seed=9", "--quiet", stdout=StringIO())
+    assert SourceIdentity.objects.filter(local_id__startswith="HIS").count() == 400
+    assert SourceIdentity.objects.filter(local_id__startswith="DEMO").exists()
+    twice = SourceIdentity.objects.values("institution", "patient").annotate(n=Count("id")).filter(n__gt=1)
+    assert not twice.exists()
+    # A resident's own institution already had their identity: its records hang off that one.
+    assert not SourceIdentity.objects.filter(local_id__startswith="DEMO", institution=F("patient__home_institution")).exists()
+    assert Encounter.objects.filter(identity__local_id__startswith="HIS").exists()
 
 
 def test_encounter_target_builds_enough_residents_and_stops_at_the_target():
