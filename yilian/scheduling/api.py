@@ -235,7 +235,7 @@ class SlotSearchQuery(PageQuery):
     schedule: UUID | None = None
     capability: EquipmentCapability | None = None  # type: ignore[valid-type]
     date_from: dt.date | None = Field(None, description="默认今天")
-    date_to: dt.date | None = Field(None, description=f"默认起始日后 7 天，跨度最多 {MAX_SEARCH_DAYS} 天")
+    date_to: dt.date | None = Field(None, description=f"默认起始日后 14 天，跨度最多 {MAX_SEARCH_DAYS} 天")
     pool: PoolName | None = Field(None, description="只看该号池仍有余号的号源")
     only_free: bool = Field(False, description="只看仍有余号的号源")
 
@@ -246,7 +246,7 @@ def slot_list(request: HttpRequest, query: Query[SlotSearchQuery]) -> dict[str, 
     actor = actor_of(request)
     actor.require(Permission.STRUCTURE_VIEW)
     date_from = query.date_from or timezone.localdate()
-    date_to = query.date_to or date_from + dt.timedelta(days=7)
+    date_to = query.date_to or date_from + dt.timedelta(days=14)
     if date_to < date_from or (date_to - date_from).days > MAX_SEARCH_DAYS:
         raise ApiError("validation_error", fields={"date_to": [f"结束日期须在起始日期之后 {MAX_SEARCH_DAYS} 天以内。"]})
     visible = Schedule.objects.filter(schedule_scope_filter(actor))
