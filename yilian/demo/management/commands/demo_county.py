@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from yilian.demo import encounters, identities, taishan
+from yilian.demo import encounters, identities, scheduling, taishan
 from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
 
 
@@ -60,6 +60,7 @@ class Command(BaseCommand):
                 ) from exc
         county.counts.update(identities.demo_identities_load(seed=county.seed, enabled=not options["no_identities"]))
         county.counts.update(encounters.demo_encounters_load(seed=county.seed))
+        county.counts.update(scheduling.demo_scheduling_load(seed=county.seed))
         counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
         rate = residents / county.resident_seconds if county.resident_seconds else 0.0
         self.stdout.write(
