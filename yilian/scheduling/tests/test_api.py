@@ -89,6 +89,7 @@ def test_booking_through_the_api_and_its_conflicts(world, clinic, login):
     assert duplicate.status_code == 409 and "重复预约" in duplicate.json()["message"]  # type: ignore[attr-defined]
     full = _post(client, "/api/v1/scheduling/bookings", body | {"patient": str(world.patients["at_v"].uuid)})
     assert full.status_code == 409 and "约满" in full.json()["message"]  # type: ignore[attr-defined]
+    assert full.json()["message_en"] == "This slot is fully booked; choose another time."  # type: ignore[attr-defined]
     hidden = _post(client, "/api/v1/scheduling/bookings", body | {"patient": str(world.patients["at_a"].uuid)})
     assert hidden.status_code == 422 and "patient" in hidden.json()["fields"]  # type: ignore[attr-defined]
     too_long = _post(client, "/api/v1/scheduling/bookings", body | {"note": "长" * 201})
