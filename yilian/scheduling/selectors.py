@@ -10,6 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from yilian.accounts.actors import Actor
+from yilian.organizations.models import ConsortiumMembership
 from yilian.scheduling.access import schedule_scope_filter
 from yilian.scheduling.models import Bed, BedStatus, QuotaKind, Schedule, Slot, SlotPool, Ward
 
@@ -73,9 +74,7 @@ def slot_search(
         slots = slots.filter(id__in=SlotPool.objects.filter(free, quota__isnull=True).values("slot_id"))
     elif pool == "reserved":
         slots = slots.filter(
-            id__in=SlotPool.objects.filter(
-                free, quota__kind__in=[QuotaKind.INSTITUTION, QuotaKind.CONSORTIUM], released_at__isnull=True
-            ).values("slot_id")
+            id__in=SlotPool.objects.filter(free, _reserved_for(actor), released_at__isnull=True).values("slot_id")
         )
     elif pool == "green_channel":
         slots = slots.filter(
@@ -84,6 +83,17 @@ def slot_search(
     elif only_free:
         slots = slots.filter(id__in=SlotPool.objects.filter(free).values("slot_id"))
     return slots_with_use(slots).order_by("start", "schedule_id")
+
+
+def _reserved_for(actor: Actor) -> Q:
+    """Q over SlotPool: the quotas the acting institution may book from (its own, its township
+    centre's for a village clinic, its consortia's)."""
+    institution = actor.institution
+    if institution is None:
+        return Q(pk__in=[])
+    consortia = ConsortiumMembership.objects.current().filter(institution=institution).values("consortium_id")
+    own = Q(quota__kind=QuotaKind.INSTITUTION, quota__institution_id__in=[institution.pk, institution.parent_id])
+    return own | Q(quota__kind=QuotaKind.CONSORTIUM, quota__consortium_id__in=consortia)
 
 
 def schedules_with_use(queryset: QuerySet[Schedule], *, date_from: dt.datetime, date_to: dt.datetime) -> QuerySet[Schedule]:

@@ -60,6 +60,9 @@ def test_slot_search_by_department_date_and_pool(world, clinic, login, django_as
     kinds = {p["kind"]: (p["capacity"], p["booked"], p["free"]) for p in first["pools"]}
     assert kinds == {"general": (2, 0, 2), "institution": (1, 0, 1), "green_channel": (1, 0, 1)}
     assert client.get("/api/v1/scheduling/slots", {"capability": "mri", "date_from": clinic.day.isoformat()}).json()["count"] == 0
+    # The lead hospital holds no reservation on its own slots; the village clinic shares B's.
+    assert login("lead_clinician").get("/api/v1/scheduling/slots", query).json()["count"] == 0
+    assert login("village_doctor").get("/api/v1/scheduling/slots", query).json()["count"] == 4
 
 
 def test_slot_search_refuses_bad_input_in_the_error_shape(world, clinic, login):

@@ -416,3 +416,33 @@ def test_township_reserves_a_lead_hospital_bed_and_expiry_frees_it(world):
     assert reservations_expire(now=reservation.expires_at + dt.timedelta(hours=1)) == 0
     with pytest.raises(PermissionDenied):
         bed_reserve(actor=actor_for(world, "bureau_supervisor"), bed=bed(ward, "01"), patient=world.patients["at_b"])
+
+
+def test_the_tick_command_and_the_tasks_release_and_expire(world):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from yilian.scheduling import tasks
+
+    clinic = make_clinic(world)
+    # A consortium-wide reservation released 30 days ahead: due at once for next week's four slots.
+    quota_set(
+        actor=coordinator(world),
+        schedule=clinic.schedule,
+        kind=QuotaKind.CONSORTIUM,
+        consortium=world.k1,
+        units_per_slot=1,
+        release_hours_before=24 * 30,
+    )
+    day = next_weekday()
+    slots_generate(schedule=clinic.schedule, start_date=day, end_date=day)
+    ward = make_ward(world)
+    reservation = bed_reserve(actor=actor_for(world, "lead_clinician"), bed=bed(ward, "01"), patient=world.patients["at_a"])
+    BedReservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - dt.timedelta(minutes=1))
+    out = StringIO()
+    call_command("scheduling_tick", stdout=out)
+    assert "释放预留号源 4 个" in out.getvalue() and "过期床位预留 1 个" in out.getvalue()
+    assert set(SlotPool.objects.filter(quota__isnull=True).values_list("capacity", flat=True)) == {2}
+    assert bed(ward, "01").status == BedStatus.FREE
+    assert tasks.quota_release.call() == 0 and tasks.reservations_expire.call() == 0  # nothing left to do
