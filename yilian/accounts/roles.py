@@ -43,6 +43,7 @@ class Permission(StrEnum):
     RESULT_RECOGNISE = "result.recognise"  # 结果互认: accept another member's result instead of repeating the test
     MPI_REVIEW = "mpi.review"  # the master patient index review queue: link, merge, unmerge
     INTEROP_MANAGE = "interop.manage"  # CSV imports, the dead-letter list (read, fix, replay) of my institution
+    SCHEDULE_MANAGE = "schedule.manage"  # 号源 / 床位: schedules, templates, quotas, leave, wards and beds of my institution
     SYSTEM_ADMIN = "system.admin"
 
 
@@ -54,7 +55,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.CLINICIAN: frozenset(_CLINICAL),
     Role.NURSE: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW}),
     Role.VILLAGE_DOCTOR: frozenset(_CLINICAL),
-    Role.REFERRAL_COORDINATOR: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW, P.AGGREGATES_VIEW}),
+    Role.REFERRAL_COORDINATOR: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW, P.AGGREGATES_VIEW, P.SCHEDULE_MANAGE}),
     Role.QUALITY_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.AGGREGATES_VIEW}),
     Role.PHARMACY_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.AGGREGATES_VIEW}),
     Role.HR_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.STAFF_MANAGE, P.AGGREGATES_VIEW}),
@@ -69,11 +70,21 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.API_KEY_MANAGE,
             P.MPI_REVIEW,
             P.INTEROP_MANAGE,
+            P.SCHEDULE_MANAGE,
         }
     ),
     Role.BUREAU_SUPERVISOR: frozenset({P.STRUCTURE_VIEW, P.AUTHORITY_SUPERVISE, P.AGGREGATES_VIEW}),
     Role.INSTITUTION_ADMIN: frozenset(
-        {P.STRUCTURE_VIEW, P.INSTITUTION_MANAGE, P.STAFF_VIEW, P.STAFF_MANAGE, P.API_KEY_MANAGE, P.MPI_REVIEW, P.INTEROP_MANAGE}
+        {
+            P.STRUCTURE_VIEW,
+            P.INSTITUTION_MANAGE,
+            P.STAFF_VIEW,
+            P.STAFF_MANAGE,
+            P.API_KEY_MANAGE,
+            P.MPI_REVIEW,
+            P.INTEROP_MANAGE,
+            P.SCHEDULE_MANAGE,
+        }
     ),
     Role.SYSTEM_ADMIN: frozenset(set(Permission) - {P.PATIENT_VIEW, P.PATIENT_BREAK_GLASS}),
     Role.PRIVACY_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.ACCESS_REVIEW}),

@@ -26,6 +26,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("居民档案"), "patients:list", "person-vcard", Permission.PATIENT_VIEW),
     NavItem(_("主索引审核"), "patients:review_list", "intersect", Permission.MPI_REVIEW),
     NavItem(_("紧急授权"), "patients:break_glass", "exclamation-octagon", Permission.PATIENT_BREAK_GLASS),
+    NavItem(_("号源与床位"), "scheduling:schedule_list", "calendar-week", Permission.STRUCTURE_VIEW),
     NavItem(_("医联体"), "organizations:consortium_list", "diagram-3", Permission.STRUCTURE_VIEW),
     NavItem(_("医疗机构"), "organizations:institution_list", "hospital", Permission.STRUCTURE_VIEW),
     NavItem(_("科室"), "organizations:department_list", "grid-3x3-gap", Permission.STRUCTURE_VIEW),

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from yilian.demo import encounters, identities, taishan
+from yilian.demo import encounters, identities, scheduling, taishan
 from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
 
 
@@ -81,6 +81,7 @@ class Command(BaseCommand):
         ) as bar:
             records = encounters.demo_encounters_build(seed=county.seed, limit=target, progress=bar.update)
         county.counts.update(records.counts)
+        county.counts.update(scheduling.demo_scheduling_load(seed=county.seed))
         counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
         rate = residents / county.resident_seconds if county.resident_seconds else 0.0
         rows = sum(records.counts.values())

@@ -1,0 +1,109 @@
+"""Gatekeepers for scheduling. Scope rules, in one place:
+
+- Schedules, slots, wards and beds are structure: anyone with STRUCTURE_VIEW sees those of the
+  institutions they see (their consortia's members), so a township doctor can find the lead
+  hospital's free slots and beds. They carry no patient identities.
+- SCHEDULE_MANAGE (institution admin, referral coordinator, consortium manager) changes schedules,
+  templates, quotas, leave, wards and beds of the institutions the actor manages
+  (`managed_institution_filter`: own institution and its village clinics; a consortium manager
+  also the members of the consortia their institution leads).
+- Bookings and bed reservations name a patient: an actor with PATIENT_VIEW sees those made by the
+  acting institution and those at the acting institution (the receiving side); the patient list
+  of each page is written to the access log by the views.
+Anything else is "not found" (404).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.utils.translation import gettext as _
+
+from yilian.accounts.actors import Actor
+from yilian.accounts.roles import Permission
+from yilian.organizations.access import NOTHING, institution_scope_filter, managed_institution_filter
+from yilian.scheduling.models import Bed, BedReservation, Booking, Schedule, Slot, Ward
+
+
+def _not_found() -> Http404:
+    return Http404(_("未找到，或您无权访问。"))
+
+
+def schedule_scope_filter(actor: Actor, prefix: str = "") -> Q:
+    """Q over Schedule (through `prefix`) for the schedules an actor may see."""
+    return institution_scope_filter(actor, prefix=f"{prefix}institution__")
+
+
+def managed_schedule_filter(actor: Actor, prefix: str = "") -> Q:
+    """Q over Schedule (or Ward, through `prefix`) for those an actor may change."""
+    return managed_institution_filter(actor, Permission.SCHEDULE_MANAGE, prefix=f"{prefix}institution__")
+
+
+def booking_scope_filter(actor: Actor, prefix: str = "") -> Q:
+    """Q over Booking / BedReservation: made by the acting institution, or at it."""
+    if not actor.can(Permission.PATIENT_VIEW) or actor.institution is None or actor.api_key is not None:
+        return NOTHING
+    institution = actor.institution
+    return Q(**{f"{prefix}for_institution": institution})
+
+
+def bookings_visible_to(actor: Actor) -> QuerySet[Booking]:
+    scope = booking_scope_filter(actor)
+    if scope is NOTHING:
+        return Booking.objects.none()
+    return Booking.objects.filter(scope | Q(slot__schedule__institution=actor.institution))
+
+
+def reservations_visible_to(actor: Actor) -> QuerySet[BedReservation]:
+    scope = booking_scope_filter(actor)
+    if scope is NOTHING:
+        return BedReservation.objects.none()
+    return BedReservation.objects.filter(scope | Q(bed__ward__institution=actor.institution))
+
+
+def _get(queryset: QuerySet, key: UUID | str):  # type: ignore[no-untyped-def]
+    try:
+        return queryset.get(uuid=key)
+    except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
+        raise _not_found() from exc
+
+
+def access_schedule(actor: Actor, key: UUID | str, *, for_write: bool = False) -> Schedule:
+    scope = managed_schedule_filter(actor) if for_write else schedule_scope_filter(actor)
+    queryset = Schedule.objects.select_related("institution", "department", "practitioner__user").filter(scope)
+    return _get(queryset, key)  # type: ignore[no-any-return]
+
+
+def access_slot(actor: Actor, key: UUID | str) -> Slot:
+    queryset = Slot.objects.select_related("schedule__institution").filter(schedule_scope_filter(actor, prefix="schedule__"))
+    return _get(queryset, key)  # type: ignore[no-any-return]
+
+
+def access_booking(actor: Actor, key: UUID | str) -> Booking:
+    queryset = bookings_visible_to(actor).select_related(
+        "slot__schedule__institution", "pool__quota", "patient", "for_institution", "booked_by"
+    )
+    return _get(queryset, key)  # type: ignore[no-any-return]
+
+
+def access_ward(actor: Actor, key: UUID | str, *, for_write: bool = False) -> Ward:
+    scope = managed_schedule_filter(actor) if for_write else schedule_scope_filter(actor)
+    return _get(Ward.objects.select_related("institution", "department").filter(scope), key)  # type: ignore[no-any-return]
+
+
+def access_bed(actor: Actor, key: UUID | str, *, for_write: bool = False) -> Bed:
+    scope = managed_schedule_filter(actor, prefix="ward__") if for_write else schedule_scope_filter(actor, prefix="ward__")
+    return _get(Bed.objects.select_related("ward__institution").filter(scope), key)  # type: ignore[no-any-return]
+
+
+def access_reservation(actor: Actor, key: UUID | str) -> BedReservation:
+    queryset = reservations_visible_to(actor).select_related("bed__ward__institution", "patient", "for_institution")
+    return _get(queryset, key)  # type: ignore[no-any-return]
+
+
+def works_at(actor: Actor, institution_id: int) -> bool:
+    """Whether the acting institution is `institution_id` (the receiving side of a booking)."""
+    return actor.institution is not None and actor.api_key is None and actor.institution.pk == institution_id
