@@ -4,6 +4,8 @@
 idempotent on (institution, source_id) — the same row again changes nothing, a changed row is
 updated in place — validates everything first (ICD-10 codes against the catalogue, dates that
 cannot be, negative amounts) and raises ValidationError with Chinese messages, writing nothing.
+It writes the one row in a savepoint of its own, so it is atomic alone and inside a caller's
+transaction (a message, an import chunk).
 
 `service_request_create` and `result_recognise` are the clinician's side of 结果互认.
 """
@@ -127,20 +129,28 @@ def _upsert(
 ) -> Upserted[R]:
     """Insert or update the row (institution, source_id) with `fields`, validated first.
 
-    Runs inside the caller's transaction; a concurrent insert of the same row (IntegrityError on the
-    unique constraint) is retried once as an update."""
+    The row's only write, in one savepoint (inside the caller's transaction, or its own): a
+    concurrent insert of the same row (IntegrityError on the unique constraint) rolls back to it
+    and is retried once as an update."""
+    relations = _relations(model)
     for attempt in (1, 2):
-        existing = model._default_manager.select_for_update().filter(institution=institution, source_id=source_id).first()
-        record = existing or model(institution=institution, source_id=source_id)
-        values = {"identity": identity, **fields}
-        changed = existing is None or any(getattr(record, name) != value for name, value in values.items())
-        if not changed:
-            return Upserted(record, created=False, changed=False)
-        for name, value in values.items():
-            setattr(record, name, value)
-        record.full_clean(validate_unique=False)
+        existing = None
         try:
             with transaction.atomic():
+                existing = model._default_manager.select_for_update().filter(institution=institution, source_id=source_id).first()
+                record = existing or model(institution=institution, source_id=source_id)
+                values = {"identity": identity, **fields}
+                changed = existing is None or any(getattr(record, name) != value for name, value in values.items())
+                if not changed:
+                    return Upserted(record, created=False, changed=False)
+                for name, value in values.items():
+                    setattr(record, name, value)
+                # Field checks only (lengths, choices, digits). The services above check every rule of
+                # the model's check constraints with their own messages, the related rows are ones the
+                # caller has just read, and the (institution, source_id) row is the one locked above:
+                # full_clean would spend a query on each of those per row (the database keeps them all
+                # as constraints besides).
+                record.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
                 record.save()
         except IntegrityError:
             if existing is None and attempt == 1:
@@ -150,10 +160,13 @@ def _upsert(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _relations(model: type[ClinicalRecord]) -> list[str]:
+    return [field.name for field in model._meta.concrete_fields if field.is_relation]
+
+
 # --- The resources -------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def encounter_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: EncounterData
 ) -> Upserted[Encounter]:
@@ -189,7 +202,6 @@ def encounter_upsert(
     return _upsert(Encounter, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
 def condition_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: ConditionData
 ) -> Upserted[Condition]:
@@ -226,7 +238,6 @@ def _interpretation(data: ObservationData) -> str:
     return ""
 
 
-@transaction.atomic
 def observation_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: ObservationData
 ) -> Upserted[Observation]:
@@ -257,7 +268,6 @@ def observation_upsert(
     return _upsert(Observation, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
 def diagnostic_report_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: DiagnosticReportData
 ) -> Upserted[DiagnosticReport]:
@@ -284,7 +294,6 @@ def diagnostic_report_upsert(
     return _upsert(DiagnosticReport, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
 def medication_request_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: MedicationRequestData
 ) -> Upserted[MedicationRequest]:
@@ -310,7 +319,6 @@ def medication_request_upsert(
     return _upsert(MedicationRequest, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
 def procedure_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: ProcedureData
 ) -> Upserted[Procedure]:
@@ -333,7 +341,6 @@ def procedure_upsert(
     return _upsert(Procedure, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
 def document_reference_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: DocumentReferenceData
 ) -> Upserted[DocumentReference]:
@@ -358,7 +365,6 @@ def document_reference_upsert(
     return _upsert(DocumentReference, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
 def insurance_settlement_upsert(
     *, institution: Institution, identity: SourceIdentity, source_id: str, data: InsuranceSettlementData
 ) -> Upserted[InsuranceSettlement]:
