@@ -111,8 +111,12 @@ def _actor_for(message: InboundMessage, actor: Actor | None) -> Actor | None:
     return Actor(user=None, api_key=message.api_key) if message.api_key is not None else None
 
 
-def _apply_all(message: InboundMessage, items: list[Item], actor: Actor | None) -> list[Applied]:
-    applier = Applier(institution=message.institution, actor=_actor_for(message, actor))
+def _apply_all(
+    message: InboundMessage, items: list[Item], actor: Actor | None, *, applier: Applier | None = None
+) -> list[Applied]:
+    """Apply items in the caller's transaction. Pass one `applier` for all the parts of one
+    transaction (the entries of a transaction Bundle) so that identities are looked up once."""
+    applier = applier or Applier(institution=message.institution, actor=_actor_for(message, actor))
     applied = []
     for item in items:
         if (done := applier.apply(item)) is not None:
@@ -273,8 +277,11 @@ def fhir_process(*, message: InboundMessage, actor: Actor | None = None) -> Resu
             responses: dict[int, dict[str, Any]] = {}
             all_applied: list[Applied] = []
             with transaction.atomic():
+                # One applier for the whole Bundle: it is one transaction, so an identity met in one
+                # entry is still there for the next (a batch keeps one per entry: each may roll back).
+                applier = Applier(institution=message.institution, actor=_actor_for(message, actor))
                 for index, items in entries:
-                    applied = _apply_all(message, items, actor)
+                    applied = _apply_all(message, items, actor, applier=applier)
                     responses[index] = {"response": _entry_response(applied)}
                     all_applied += applied
                 body = {
