@@ -102,7 +102,7 @@ def _finish(message: InboundMessage, *, accepted: bool, reason: str, response: s
     message.response = response
     message.attempts += 1
     message.processed_at = timezone.now()
-    message.save(update_fields=["status", "reason", "response", "attempts", "processed_at", "updated_at"])
+    message.save(update_fields=["status", "kind", "reason", "response", "attempts", "processed_at", "updated_at"])
 
 
 def _actor_for(message: InboundMessage, actor: Actor | None) -> Actor | None:
@@ -311,9 +311,8 @@ def fhir_process(*, message: InboundMessage, actor: Actor | None = None) -> Resu
 
 
 def _set_kind(message: InboundMessage, kind: str) -> None:
-    if message.kind != kind:
-        message.kind = kind[:40]
-        message.save(update_fields=["kind", "updated_at"])
+    """Name what the message turned out to be; saved with its outcome by `_finish`."""
+    message.kind = kind[:40]
 
 
 def _batch(message: InboundMessage, bundle: dict[str, Any], actor: Actor | None) -> Result:
