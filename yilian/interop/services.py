@@ -111,17 +111,9 @@ def _actor_for(message: InboundMessage, actor: Actor | None) -> Actor | None:
     return Actor(user=None, api_key=message.api_key) if message.api_key is not None else None
 
 
-def _apply_all(
-    message: InboundMessage, items: list[Item], actor: Actor | None, *, applier: Applier | None = None
-) -> list[Applied]:
-    """Apply items in the caller's transaction. Pass one `applier` for all the parts of one
-    transaction (the entries of a transaction Bundle) so that identities are looked up once."""
-    applier = applier or Applier(institution=message.institution, actor=_actor_for(message, actor))
-    applied = []
-    for item in items:
-        if (done := applier.apply(item)) is not None:
-            applied.append(done)
-    return applied
+def _apply_all(message: InboundMessage, items: list[Item], actor: Actor | None) -> list[Applied]:
+    applier = Applier(institution=message.institution, actor=_actor_for(message, actor))
+    return [done for done in applier.apply_all(items) if done is not None]
 
 
 # --- HL7 v2 --------------------------------------------------------------------------------
@@ -274,16 +266,19 @@ def fhir_process(*, message: InboundMessage, actor: Actor | None = None) -> Resu
             if resource["type"] == "batch":
                 return _batch(message, resource, actor)
             entries = _bundle_items(resource)
-            responses: dict[int, dict[str, Any]] = {}
-            all_applied: list[Applied] = []
             with transaction.atomic():
-                # One applier for the whole Bundle: it is one transaction, so an identity met in one
-                # entry is still there for the next (a batch keeps one per entry: each may roll back).
+                # All entries at once: the Bundle is one transaction, so an identity met in one entry
+                # holds for the next and the rows of all entries are written together (a batch
+                # applies entry by entry: each may roll back alone).
                 applier = Applier(institution=message.institution, actor=_actor_for(message, actor))
-                for index, items in entries:
-                    applied = _apply_all(message, items, actor, applier=applier)
-                    responses[index] = {"response": _entry_response(applied)}
-                    all_applied += applied
+                flat = [(index, item) for index, items in entries for item in items]
+                per_entry: dict[int, list[Applied]] = {index: [] for index, _items in entries}
+                all_applied: list[Applied] = []
+                for (index, _item), done in zip(flat, applier.apply_all([item for _index, item in flat]), strict=True):
+                    if done is not None:
+                        per_entry[index].append(done)
+                        all_applied.append(done)
+                responses = {index: {"response": _entry_response(applied)} for index, applied in per_entry.items()}
                 body = {
                     "resourceType": "Bundle",
                     "type": "transaction-response",
