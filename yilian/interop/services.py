@@ -8,6 +8,7 @@ becomes a dead letter with its reason and the answer the sender got).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -78,8 +79,11 @@ def message_store(
     existing = InboundMessage.objects.filter(institution=institution, content_key=key).first()
     if existing is not None:
         return existing, False
+    # Inside a caller's transaction (an import chunk) the insert needs a savepoint to survive a
+    # duplicate; on its own (a channel) one INSERT in autocommit does, without BEGIN and COMMIT.
+    guard = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             message = InboundMessage.objects.create(
                 institution=institution,
                 api_key=api_key,
