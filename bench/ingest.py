@@ -179,7 +179,7 @@ def drive(
     jobs: list[bytes], send: Callable[[httpx.Client, bytes], tuple[bool, str]], clients: int, *, server: int | None = None
 ) -> Run:
     run = Run()
-    before = server_cpu(server) if server is not None else (0.0, 0.0)
+    watch = ServerCpu(server) if server is not None else None
     local = threading.local()
 
     def one(body: bytes) -> None:
@@ -201,9 +201,8 @@ def drive(
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, jobs))
     run.seconds = time.perf_counter() - started
-    if server is not None:
-        after = server_cpu(server)
-        run.app_cpu, run.db_cpu = after[0] - before[0], after[1] - before[1]
+    if watch is not None:
+        run.app_cpu, run.db_cpu = watch.stop()
     return run
 
 
@@ -216,13 +215,41 @@ def _cpu_seconds(pid: int) -> tuple[int, float]:
     return int(fields[2]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_cpu(gunicorn: int) -> tuple[float, float]:
-    """CPU seconds used so far by the gunicorn process group and by the PostgreSQL backends of the
-    bench database: what the server side spends, whatever else the machine is running."""
-    app = sum(cpu for pid in _pids() for group, cpu in [_cpu_seconds(pid)] if group == gunicorn)
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
-        backends = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB])]
-    return app, sum(_cpu_seconds(pid)[1] for pid in backends)
+class ServerCpu:
+    """CPU seconds the gunicorn process group and the PostgreSQL backends of the bench database
+    spend during a run: what the server side costs, whatever else the machine is running. Sampled
+    twice a second, so a backend that closes mid-run (CONN_MAX_AGE) still counts up to its end."""
+
+    def __init__(self, gunicorn: int) -> None:
+        self.gunicorn = gunicorn
+        self.start = self._sample()
+        self.seen = dict(self.start)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> dict[tuple[str, int], float]:
+        out = {("app", pid): cpu for pid in _pids() for group, cpu in [_cpu_seconds(pid)] if group == self.gunicorn}
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
+            backends = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB])]
+        out.update({("db", pid): _cpu_seconds(pid)[1] for pid in backends})
+        return out
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            for key, cpu in self._sample().items():
+                self.seen[key] = max(cpu, self.seen.get(key, 0.0))
+
+    def stop(self) -> tuple[float, float]:
+        """(app, db) CPU seconds since the start."""
+        self.stopping.set()
+        self.thread.join()
+        for key, cpu in self._sample().items():
+            self.seen[key] = max(cpu, self.seen.get(key, 0.0))
+        spent = {"app": 0.0, "db": 0.0}
+        for (side, pid), cpu in self.seen.items():
+            spent[side] += cpu - self.start.get((side, pid), 0.0)
+        return spent["app"], spent["db"]
 
 
 def _pids() -> list[int]:
