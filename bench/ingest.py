@@ -170,11 +170,16 @@ class Run:
     refused: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    app_cpu: float = 0.0  # gunicorn CPU seconds during the run
+    db_cpu: float = 0.0  # PostgreSQL backend CPU seconds during the run (backends alive at the end)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def drive(jobs: list[bytes], send: Callable[[httpx.Client, bytes], tuple[bool, str]], clients: int) -> Run:
+def drive(
+    jobs: list[bytes], send: Callable[[httpx.Client, bytes], tuple[bool, str]], clients: int, *, server: int | None = None
+) -> Run:
     run = Run()
+    watch = ServerCpu(server) if server is not None else None
     local = threading.local()
 
     def one(body: bytes) -> None:
@@ -196,7 +201,59 @@ def drive(jobs: list[bytes], send: Callable[[httpx.Client, bytes], tuple[bool, s
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, jobs))
     run.seconds = time.perf_counter() - started
+    if watch is not None:
+        run.app_cpu, run.db_cpu = watch.stop()
     return run
+
+
+def _cpu_seconds(pid: int) -> tuple[int, float]:
+    """(process group, user + system CPU seconds) of a process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return -1, 0.0
+    return int(fields[2]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerCpu:
+    """CPU seconds the gunicorn process group and the PostgreSQL backends of the bench database
+    spend during a run: what the server side costs, whatever else the machine is running. Sampled
+    twice a second, so a backend that closes mid-run (CONN_MAX_AGE) still counts up to its end."""
+
+    def __init__(self, gunicorn: int) -> None:
+        self.gunicorn = gunicorn
+        self.start = self._sample()
+        self.seen = dict(self.start)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> dict[tuple[str, int], float]:
+        out = {("app", pid): cpu for pid in _pids() for group, cpu in [_cpu_seconds(pid)] if group == self.gunicorn}
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
+            backends = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB])]
+        out.update({("db", pid): _cpu_seconds(pid)[1] for pid in backends})
+        return out
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            for key, cpu in self._sample().items():
+                self.seen[key] = max(cpu, self.seen.get(key, 0.0))
+
+    def stop(self) -> tuple[float, float]:
+        """(app, db) CPU seconds since the start."""
+        self.stopping.set()
+        self.thread.join()
+        for key, cpu in self._sample().items():
+            self.seen[key] = max(cpu, self.seen.get(key, 0.0))
+        spent = {"app": 0.0, "db": 0.0}
+        for (side, pid), cpu in self.seen.items():
+            spent[side] += cpu - self.start.get((side, pid), 0.0)
+        return spent["app"], spent["db"]
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
 def recreate_database() -> None:
@@ -240,11 +297,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def ceiling(run: Run) -> float:
+    """Units per second two cores could serve at this run's server CPU per unit."""
+    per_unit = (run.app_cpu + run.db_cpu) / max(run.sent, 1)
+    return 2.0 / per_unit if per_unit else 0.0
+
+
 def table_row(label: str, unit: str, sent: int, accepted: int, run: Run, rate: str, load: float | None) -> str:
     p50 = statistics.median(run.latencies) * 1000 if run.latencies else 0.0
     p95 = percentile(run.latencies, 0.95) * 1000
     load_text = f"{load:.2f}" if load is not None else ""
-    return f"| {label} | {unit} | {sent:,} | {accepted:,} | {run.seconds:.1f} | {rate} | {p50:.0f} | {p95:.0f} | {load_text} |"
+    per = max(run.sent, 1)
+    cpu = f"{run.app_cpu * 1000 / per:.1f} + {run.db_cpu * 1000 / per:.1f}"
+    timing = f"{run.seconds:.1f} | {rate} | {p50:.0f} | {p95:.0f} | {cpu}"
+    return f"| {label} | {unit} | {sent:,} | {accepted:,} | {timing} | {load_text} |"
 
 
 def main() -> None:
@@ -290,12 +356,12 @@ def main() -> None:
         bundles = [fhir_bundle(i, "B") for i in range(BUNDLES)]
         per_bundle = bundles[0][1]
         log(f"ingest: {BUNDLES} transaction bundles of {per_bundle} resources, {CLIENTS} clients")
-        fhir = drive([b for b, _n in bundles], send_fhir, CLIENTS)
+        fhir = drive([b for b, _n in bundles], send_fhir, CLIENTS, server=gunicorn.pid)
         log("ingest: the same bundles again (idempotent resend)")
-        resend = drive([b for b, _n in bundles[:100]], send_fhir, CLIENTS)
+        resend = drive([b for b, _n in bundles[:100]], send_fhir, CLIENTS, server=gunicorn.pid)
         load_hl7 = os.getloadavg()[0]
         log(f"ingest: {MESSAGES} ORU^R01 messages, {CLIENTS} clients")
-        hl7 = drive([oru_message(i, "B") for i in range(MESSAGES)], send_hl7, CLIENTS)
+        hl7 = drive([oru_message(i, "B") for i in range(MESSAGES)], send_hl7, CLIENTS, server=gunicorn.pid)
     totals = counts()
     resources = fhir.accepted * per_bundle
     fhir_rate = resources / fhir.seconds if fhir.seconds else 0.0
@@ -336,15 +402,21 @@ def main() -> None:
 Database: `{DB}`, created fresh (migrations, one township hospital and its API key). Server:
 `gunicorn yilian.wsgi -w {WORKERS} --threads {THREADS}`, DEBUG off, on the same two cores as the {CLIENTS} sending clients
 (Python threads with httpx, keep-alive). Linkage on: every Patient / PID goes through
-`identity_ingest` (two in three carry a valid national ID and link deterministically, one in three
-links probabilistically against the golden patients already there). Warm-up: 50 bundles and 100 messages first.
+`identity_ingest`. Two in three carry a valid national ID, one in three none; every person of a run is new, so
+no ID is known yet and each one is also blocked and scored against the golden patients already there before a
+new golden patient is made. Warm-up: 50 bundles and 100 messages first.
 
-| channel | unit | sent | accepted | seconds | per second | p50 ms | p95 ms | load avg (1 min) before |
-|---|---|---|---|---|---|---|---|---|
+| channel | unit | sent | accepted | seconds | per second | p50 ms | p95 ms | server CPU ms (app + db) | load (1 min) before |
+|---|---|---|---|---|---|---|---|---|---|
 {rows}
 
 Rows afterwards: {", ".join(f"{label} {n:,}" for label, n in totals.items())}.
 {refused}
+
+"Server CPU" is what the gunicorn workers and the PostgreSQL backends of `{DB}` spent per bundle or
+message during the run (user + system, from /proc), so it does not depend on what else the machine runs.
+Two cores can serve at most 2,000 ms / that figure per second with nothing else running (and the sending
+clients take their share): {ceiling(fhir) * per_bundle:,.0f} FHIR resources/s, {ceiling(hl7):,.0f} HL7 messages/s.
 
 Goals on this 2-core machine: ≥ 1,000 FHIR resources/s — {"met" if fhir_rate >= 1000 else "NOT met"} ({fhir_rate:,.0f});
 ≥ 500 HL7 messages/s — {"met" if hl7_rate >= 500 else "NOT met"} ({hl7_rate:,.0f}). Each bundle and each message is one

@@ -11,6 +11,7 @@ report a PACS sends under the same accession number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -335,6 +336,42 @@ class Applier:
                 )
             self.identities[local_id] = found
         return found
+
+    def apply_all(self, items: Sequence[Item]) -> list[Applied | None]:
+        """Apply items in order, one result per item. Consecutive record items go to the records
+        service together (one read and one insert per run of one kind instead of several per row);
+        the first item refused, in order, is the one reported, as when they went one by one."""
+        results: list[Applied | None] = []
+        pending: list[RecordItem] = []
+        for item in items:
+            if isinstance(item, RecordItem) and not self.dry_run:
+                pending.append(item)
+                continue
+            results += self._records(pending)
+            pending = []
+            results.append(self.apply(item))
+        results += self._records(pending)
+        return results
+
+    def _records(self, items: list[RecordItem]) -> list[Applied | None]:
+        rows: list[records.RecordRow] = []
+        for position, item in enumerate(items):
+            try:
+                data = build(item, self.institution)
+                identity = self.identity(item.patient_local_id)
+            except ValidationError as exc:
+                # The rows before it are checked (and written: the caller's transaction rolls
+                # back) first, so that an earlier row's error is the one reported.
+                self._records(items[:position])
+                raise _located(exc, item) from None
+            rows.append(records.RecordRow(identity=identity, source_id=_source_id(item), data=data))
+        if not rows:
+            return []
+        try:
+            upserted = records.records_upsert(institution=self.institution, rows=rows)
+        except records.RecordRowError as exc:
+            raise _located(exc, items[exc.index]) from None
+        return [Applied(item.resource, done.record.uuid, done.created) for item, done in zip(items, upserted, strict=True)]
 
     def apply(self, item: Item) -> Applied | None:
         if isinstance(item, IdentityItem):

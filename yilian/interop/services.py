@@ -8,6 +8,7 @@ becomes a dead letter with its reason and the answer the sender got).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -78,8 +79,11 @@ def message_store(
     existing = InboundMessage.objects.filter(institution=institution, content_key=key).first()
     if existing is not None:
         return existing, False
+    # Inside a caller's transaction (an import chunk) the insert needs a savepoint to survive a
+    # duplicate; on its own (a channel) one INSERT in autocommit does, without BEGIN and COMMIT.
+    guard = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             message = InboundMessage.objects.create(
                 institution=institution,
                 api_key=api_key,
@@ -102,7 +106,7 @@ def _finish(message: InboundMessage, *, accepted: bool, reason: str, response: s
     message.response = response
     message.attempts += 1
     message.processed_at = timezone.now()
-    message.save(update_fields=["status", "reason", "response", "attempts", "processed_at", "updated_at"])
+    message.save(update_fields=["status", "kind", "reason", "response", "attempts", "processed_at", "updated_at"])
 
 
 def _actor_for(message: InboundMessage, actor: Actor | None) -> Actor | None:
@@ -113,11 +117,7 @@ def _actor_for(message: InboundMessage, actor: Actor | None) -> Actor | None:
 
 def _apply_all(message: InboundMessage, items: list[Item], actor: Actor | None) -> list[Applied]:
     applier = Applier(institution=message.institution, actor=_actor_for(message, actor))
-    applied = []
-    for item in items:
-        if (done := applier.apply(item)) is not None:
-            applied.append(done)
-    return applied
+    return [done for done in applier.apply_all(items) if done is not None]
 
 
 # --- HL7 v2 --------------------------------------------------------------------------------
@@ -270,13 +270,19 @@ def fhir_process(*, message: InboundMessage, actor: Actor | None = None) -> Resu
             if resource["type"] == "batch":
                 return _batch(message, resource, actor)
             entries = _bundle_items(resource)
-            responses: dict[int, dict[str, Any]] = {}
-            all_applied: list[Applied] = []
             with transaction.atomic():
-                for index, items in entries:
-                    applied = _apply_all(message, items, actor)
-                    responses[index] = {"response": _entry_response(applied)}
-                    all_applied += applied
+                # All entries at once: the Bundle is one transaction, so an identity met in one entry
+                # holds for the next and the rows of all entries are written together (a batch
+                # applies entry by entry: each may roll back alone).
+                applier = Applier(institution=message.institution, actor=_actor_for(message, actor))
+                flat = [(index, item) for index, items in entries for item in items]
+                per_entry: dict[int, list[Applied]] = {index: [] for index, _items in entries}
+                all_applied: list[Applied] = []
+                for (index, _item), done in zip(flat, applier.apply_all([item for _index, item in flat]), strict=True):
+                    if done is not None:
+                        per_entry[index].append(done)
+                        all_applied.append(done)
+                responses = {index: {"response": _entry_response(applied)} for index, applied in per_entry.items()}
                 body = {
                     "resourceType": "Bundle",
                     "type": "transaction-response",
@@ -304,9 +310,8 @@ def fhir_process(*, message: InboundMessage, actor: Actor | None = None) -> Resu
 
 
 def _set_kind(message: InboundMessage, kind: str) -> None:
-    if message.kind != kind:
-        message.kind = kind[:40]
-        message.save(update_fields=["kind", "updated_at"])
+    """Name what the message turned out to be; saved with its outcome by `_finish`."""
+    message.kind = kind[:40]
 
 
 def _batch(message: InboundMessage, bundle: dict[str, Any], actor: Actor | None) -> Result:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -190,10 +191,13 @@ class Candidate:
     levels: dict[str, int | None]
 
 
-def identity_candidates(values: dict[str, Any], *, exclude_patient: int | None = None) -> list[Candidate]:
+def identity_candidates(
+    values: dict[str, Any], *, exclude_patient: int | None = None, model: ActiveModel | None = None
+) -> list[Candidate]:
     """Golden patients that may be this person, best first: blocked with indexed keys, scored per
-    identity with the active model, the best identity of each patient standing for it."""
-    model = linkage_model_active()
+    identity with the active model (or `model`, the one the caller has just read), the best
+    identity of each patient standing for it."""
+    model = model or linkage_model_active()
     record = _record(values)
     name_key = linkage.name_pinyin(record.name)
     phone = linkage.phone_key(record.phone)
@@ -212,10 +216,14 @@ def identity_candidates(values: dict[str, Any], *, exclude_patient: int | None =
     if record.birth_date and record.town:
         blocks.append(base.filter(birth_date=record.birth_date, town=record.town))
     fields = ("pk", "patient_id", "name", "sex", "birth_date", "id_number", "phone", "town")
+    parts = [block.values(*fields)[:BLOCK_LIMIT] for block in blocks]
+    rows: Iterable[dict[str, Any]] = itertools.chain.from_iterable(parts)
+    if len(parts) > 1 and connections[parts[0].db].features.supports_slicing_ordering_in_compound:
+        # One round trip: UNION ALL of the blocks, each still an index scan with its own limit.
+        rows = parts[0].union(*parts[1:], all=True)
     seen: dict[int, dict[str, Any]] = {}
-    for block in blocks:
-        for row in block.values(*fields)[:BLOCK_LIMIT]:
-            seen.setdefault(row["pk"], row)
+    for row in rows:
+        seen.setdefault(row["pk"], row)
     best: dict[int, Candidate] = {}
     for row in seen.values():
         weight, levels = linkage.score(record, _record(row), model.weights)
@@ -298,7 +306,7 @@ def _ingest(institution: Institution, values: dict[str, Any]) -> IdentityOutcome
         identity.link_method, identity.link_score = LinkMethod.NATIONAL_ID, None
     else:
         model = linkage_model_active()
-        candidates = identity_candidates(values)
+        candidates = identity_candidates(values, model=model)
         if candidates and candidates[0].score >= model.link_threshold:
             patient = Patient.objects.get(pk=candidates[0].patient_id)
             identity.link_method, identity.link_score = LinkMethod.PROBABILISTIC, candidates[0].score
@@ -500,7 +508,9 @@ def index_relink_batch(*, after_id: int, batch_size: int) -> RelinkCounts:
         kept_apart = set(distinct.filter(identity__patient=identity.patient_id).values_list("candidate_id", flat=True))
         kept_apart |= set(distinct.filter(candidate=identity.patient_id).values_list("identity__patient_id", flat=True))
         candidates = [
-            c for c in identity_candidates(values, exclude_patient=identity.patient_id) if c.patient_id not in kept_apart
+            c
+            for c in identity_candidates(values, exclude_patient=identity.patient_id, model=model)
+            if c.patient_id not in kept_apart
         ]
         if not candidates:
             continue

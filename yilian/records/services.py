@@ -4,6 +4,8 @@
 idempotent on (institution, source_id) — the same row again changes nothing, a changed row is
 updated in place — validates everything first (ICD-10 codes against the catalogue, dates that
 cannot be, negative amounts) and raises ValidationError with Chinese messages, writing nothing.
+It writes the one row in a savepoint of its own, so it is atomic alone and inside a caller's
+transaction (a message, an import chunk).
 
 `service_request_create` and `result_recognise` are the clinician's side of 结果互认.
 """
@@ -11,6 +13,7 @@ cannot be, negative amounts) and raises ValidationError with Chinese messages, w
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -111,15 +114,33 @@ def _check_source(institution: Institution, identity: SourceIdentity, source_id:
     return source_id
 
 
-def _encounter_for(institution: Institution, identity: SourceIdentity, encounter_source_id: str) -> Encounter | None:
-    if not encounter_source_id:
-        return None
-    encounter = Encounter.objects.filter(institution=institution, source_id=encounter_source_id).first()
-    if encounter is None or encounter.identity_id != identity.pk:
-        raise ValidationError(
-            {"encounter_source_id": [_("未找到该患者在本机构的就诊记录：%(id)s。") % {"id": encounter_source_id[:64]}]}
-        )
-    return encounter
+class _Encounters:
+    """The sender's encounters that rows refer to (by the sender's id), looked up once per call:
+    a batch writes its own encounters first and finds them here without asking again."""
+
+    def __init__(self, institution: Institution) -> None:
+        self.institution = institution
+        self.known: dict[str, Encounter] = {}
+
+    def fetch(self, source_ids: Iterable[str]) -> None:
+        missing = {source_id for source_id in source_ids if source_id and source_id not in self.known}
+        if missing:
+            for encounter in Encounter.objects.filter(institution=self.institution, source_id__in=missing):
+                self.known[encounter.source_id] = encounter
+
+    def remember(self, encounter: Encounter) -> None:
+        self.known[encounter.source_id] = encounter
+
+    def get(self, identity: SourceIdentity, encounter_source_id: str) -> Encounter | None:
+        if not encounter_source_id:
+            return None
+        self.fetch([encounter_source_id])
+        encounter = self.known.get(encounter_source_id)
+        if encounter is None or encounter.identity_id != identity.pk:
+            raise ValidationError(
+                {"encounter_source_id": [_("未找到该患者在本机构的就诊记录：%(id)s。") % {"id": encounter_source_id[:64]}]}
+            )
+        return encounter
 
 
 def _upsert(
@@ -127,20 +148,28 @@ def _upsert(
 ) -> Upserted[R]:
     """Insert or update the row (institution, source_id) with `fields`, validated first.
 
-    Runs inside the caller's transaction; a concurrent insert of the same row (IntegrityError on the
-    unique constraint) is retried once as an update."""
+    The row's only write, in one savepoint (inside the caller's transaction, or its own): a
+    concurrent insert of the same row (IntegrityError on the unique constraint) rolls back to it
+    and is retried once as an update."""
+    relations = _relations(model)
     for attempt in (1, 2):
-        existing = model._default_manager.select_for_update().filter(institution=institution, source_id=source_id).first()
-        record = existing or model(institution=institution, source_id=source_id)
-        values = {"identity": identity, **fields}
-        changed = existing is None or any(getattr(record, name) != value for name, value in values.items())
-        if not changed:
-            return Upserted(record, created=False, changed=False)
-        for name, value in values.items():
-            setattr(record, name, value)
-        record.full_clean(validate_unique=False)
+        existing = None
         try:
             with transaction.atomic():
+                existing = model._default_manager.select_for_update().filter(institution=institution, source_id=source_id).first()
+                record = existing or model(institution=institution, source_id=source_id)
+                values = {"identity": identity, **fields}
+                changed = existing is None or any(getattr(record, name) != value for name, value in values.items())
+                if not changed:
+                    return Upserted(record, created=False, changed=False)
+                for name, value in values.items():
+                    setattr(record, name, value)
+                # Field checks only (lengths, choices, digits). The services above check every rule of
+                # the model's check constraints with their own messages, the related rows are ones the
+                # caller has just read, and the (institution, source_id) row is the one locked above:
+                # full_clean would spend a query on each of those per row (the database keeps them all
+                # as constraints besides).
+                record.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
                 record.save()
         except IntegrityError:
             if existing is None and attempt == 1:
@@ -150,15 +179,16 @@ def _upsert(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _relations(model: type[ClinicalRecord]) -> list[str]:
+    return [field.name for field in model._meta.concrete_fields if field.is_relation]
+
+
 # --- The resources -------------------------------------------------------------------------------
 
 
-@transaction.atomic
-def encounter_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: EncounterData
-) -> Upserted[Encounter]:
-    """Store one encounter (就诊): outpatient, emergency, inpatient (admission and discharge), health check or follow-up."""
-    source_id = _check_source(institution, identity, source_id)
+def _encounter_fields(
+    institution: Institution, identity: SourceIdentity, data: EncounterData, encounters: _Encounters
+) -> dict[str, Any]:
     started_at, ended_at = _aware(data.started_at), _aware(data.ended_at)
     errors: dict[str, list[str]] = {}
     _check_time(errors, "started_at", started_at)
@@ -175,7 +205,7 @@ def encounter_upsert(
     if not errors and data.insurance_paid > data.total_cost:
         errors["insurance_paid"] = [_("医保支付不能超过总费用。")]
     _raise(errors)
-    fields = {
+    return {
         "encounter_class": data.encounter_class,
         "started_at": started_at,
         "ended_at": ended_at,
@@ -186,15 +216,20 @@ def encounter_upsert(
         "total_cost": data.total_cost,
         "insurance_paid": data.insurance_paid,
     }
+
+
+def encounter_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: EncounterData
+) -> Upserted[Encounter]:
+    """Store one encounter (就诊): outpatient, emergency, inpatient (admission and discharge), health check or follow-up."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _encounter_fields(institution, identity, data, _Encounters(institution))
     return _upsert(Encounter, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
-def condition_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ConditionData
-) -> Upserted[Condition]:
-    """Store one diagnosis; the ICD-10 code must be a WHO code or a 国家临床版 code with a valid WHO stem."""
-    source_id = _check_source(institution, identity, source_id)
+def _condition_fields(
+    institution: Institution, identity: SourceIdentity, data: ConditionData, encounters: _Encounters
+) -> dict[str, Any]:
     recorded_at = _aware(data.recorded_at)
     errors: dict[str, list[str]] = {}
     entry = icd10_lookup(data.icd10_code[:32]) if data.icd10_code else None
@@ -203,13 +238,21 @@ def condition_upsert(
     _check_time(errors, "recorded_at", recorded_at)
     _raise(errors)
     assert entry is not None  # noqa: S101 - narrowed by the check above
-    fields = {
+    return {
         "icd10_code": entry.code,
         "display": data.display or entry.name[:100],
         "is_primary": data.is_primary,
         "recorded_at": recorded_at,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def condition_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ConditionData
+) -> Upserted[Condition]:
+    """Store one diagnosis; the ICD-10 code must be a WHO code or a 国家临床版 code with a valid WHO stem."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _condition_fields(institution, identity, data, _Encounters(institution))
     return _upsert(Condition, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
@@ -226,12 +269,9 @@ def _interpretation(data: ObservationData) -> str:
     return ""
 
 
-@transaction.atomic
-def observation_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ObservationData
-) -> Upserted[Observation]:
-    """Store one vital sign or lab result with its unit, reference range and abnormal flag."""
-    source_id = _check_source(institution, identity, source_id)
+def _observation_fields(
+    institution: Institution, identity: SourceIdentity, data: ObservationData, encounters: _Encounters
+) -> dict[str, Any]:
     effective_at = _aware(data.effective_at)
     errors: dict[str, list[str]] = {}
     _check_time(errors, "effective_at", effective_at)
@@ -240,7 +280,7 @@ def observation_upsert(
     if data.reference_low is not None and data.reference_high is not None and data.reference_low > data.reference_high:
         errors["reference_low"] = [_("参考下限不能大于参考上限。")]
     _raise(errors)
-    fields = {
+    return {
         "category": data.category,
         "code": data.code,
         "display": data.display,
@@ -252,17 +292,22 @@ def observation_upsert(
         "reference_text": data.reference_text,
         "interpretation": _interpretation(data),
         "effective_at": effective_at,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def observation_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ObservationData
+) -> Upserted[Observation]:
+    """Store one vital sign or lab result with its unit, reference range and abnormal flag."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _observation_fields(institution, identity, data, _Encounters(institution))
     return _upsert(Observation, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
-def diagnostic_report_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: DiagnosticReportData
-) -> Upserted[DiagnosticReport]:
-    """Store one imaging, ECG, lab or pathology report."""
-    source_id = _check_source(institution, identity, source_id)
+def _diagnostic_report_fields(
+    institution: Institution, identity: SourceIdentity, data: DiagnosticReportData, encounters: _Encounters
+) -> dict[str, Any]:
     effective_at, issued_at = _aware(data.effective_at), _aware(data.issued_at)
     errors: dict[str, list[str]] = {}
     _check_time(errors, "effective_at", effective_at)
@@ -270,7 +315,7 @@ def diagnostic_report_upsert(
     if effective_at and issued_at and issued_at < effective_at:
         errors.setdefault("issued_at", []).append(_("报告时间不能早于检查时间。"))
     _raise(errors)
-    fields = {
+    return {
         "category": data.category,
         "code": data.code,
         "display": data.display,
@@ -279,24 +324,29 @@ def diagnostic_report_upsert(
         "performer_name": data.performer_name,
         "effective_at": effective_at,
         "issued_at": issued_at,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def diagnostic_report_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: DiagnosticReportData
+) -> Upserted[DiagnosticReport]:
+    """Store one imaging, ECG, lab or pathology report."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _diagnostic_report_fields(institution, identity, data, _Encounters(institution))
     return _upsert(DiagnosticReport, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
-def medication_request_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: MedicationRequestData
-) -> Upserted[MedicationRequest]:
-    """Store one prescription line."""
-    source_id = _check_source(institution, identity, source_id)
+def _medication_request_fields(
+    institution: Institution, identity: SourceIdentity, data: MedicationRequestData, encounters: _Encounters
+) -> dict[str, Any]:
     authored_at = _aware(data.authored_at)
     errors: dict[str, list[str]] = {}
     _check_time(errors, "authored_at", authored_at)
     _check_not_negative(errors, "quantity", data.quantity)
     _check_not_negative(errors, "days_supply", data.days_supply)
     _raise(errors)
-    fields = {
+    return {
         "medication_code": data.medication_code,
         "medication_name": data.medication_name,
         "dosage_text": data.dosage_text,
@@ -305,47 +355,57 @@ def medication_request_upsert(
         "days_supply": data.days_supply,
         "prescriber_name": data.prescriber_name,
         "authored_at": authored_at,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def medication_request_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: MedicationRequestData
+) -> Upserted[MedicationRequest]:
+    """Store one prescription line."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _medication_request_fields(institution, identity, data, _Encounters(institution))
     return _upsert(MedicationRequest, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
-def procedure_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ProcedureData
-) -> Upserted[Procedure]:
-    """Store one operation or procedure with its grade (手术分级 1–4)."""
-    source_id = _check_source(institution, identity, source_id)
+def _procedure_fields(
+    institution: Institution, identity: SourceIdentity, data: ProcedureData, encounters: _Encounters
+) -> dict[str, Any]:
     performed_at = _aware(data.performed_at)
     errors: dict[str, list[str]] = {}
     _check_time(errors, "performed_at", performed_at)
     if data.grade is not None and not 1 <= data.grade <= 4:
         errors["grade"] = [_("手术分级为 1–4 级。")]
     _raise(errors)
-    fields = {
+    return {
         "code": data.code,
         "display": data.display,
         "grade": data.grade,
         "performer_name": data.performer_name,
         "performed_at": performed_at,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def procedure_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: ProcedureData
+) -> Upserted[Procedure]:
+    """Store one operation or procedure with its grade (手术分级 1–4)."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _procedure_fields(institution, identity, data, _Encounters(institution))
     return _upsert(Procedure, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
-def document_reference_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: DocumentReferenceData
-) -> Upserted[DocumentReference]:
-    """Store one clinical document (discharge summary, referral letter, attachment by address)."""
-    source_id = _check_source(institution, identity, source_id)
+def _document_reference_fields(
+    institution: Institution, identity: SourceIdentity, data: DocumentReferenceData, encounters: _Encounters
+) -> dict[str, Any]:
     dated_at = _aware(data.dated_at)
     errors: dict[str, list[str]] = {}
     _check_time(errors, "dated_at", dated_at)
     if not data.text and not data.attachment_url:
         errors["text"] = [_("请提供文书内容或附件地址。")]
     _raise(errors)
-    fields = {
+    return {
         "kind": data.kind,
         "title": data.title,
         "text": data.text,
@@ -353,20 +413,22 @@ def document_reference_upsert(
         "content_type": data.content_type,
         "author_name": data.author_name,
         "dated_at": dated_at,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def document_reference_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: DocumentReferenceData
+) -> Upserted[DocumentReference]:
+    """Store one clinical document (discharge summary, referral letter, attachment by address)."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _document_reference_fields(institution, identity, data, _Encounters(institution))
     return _upsert(DocumentReference, institution=institution, identity=identity, source_id=source_id, fields=fields)
 
 
-@transaction.atomic
-def insurance_settlement_upsert(
-    *, institution: Institution, identity: SourceIdentity, source_id: str, data: InsuranceSettlementData
-) -> Upserted[InsuranceSettlement]:
-    """Store one insurance settlement; the provider may be outside the consortium and the county.
-
-    `within_county` is true when the provider is an institution of the sender's health authority,
-    or its region code is the authority's own division code."""
-    source_id = _check_source(institution, identity, source_id)
+def _insurance_settlement_fields(
+    institution: Institution, identity: SourceIdentity, data: InsuranceSettlementData, encounters: _Encounters
+) -> dict[str, Any]:
     settled_at = _aware(data.settled_at)
     provider = data.provider_institution
     errors: dict[str, list[str]] = {}
@@ -390,7 +452,7 @@ def insurance_settlement_upsert(
     else:
         region = data.provider_region
         within_county = bool(region) and region == county
-    fields = {
+    return {
         "encounter_class": data.encounter_class,
         "payer_type": data.payer_type,
         "provider_institution": provider,
@@ -402,9 +464,145 @@ def insurance_settlement_upsert(
         "total_cost": data.total_cost,
         "fund_paid": data.fund_paid,
         "personal_paid": data.personal_paid,
-        "encounter": _encounter_for(institution, identity, data.encounter_source_id),
+        "encounter": encounters.get(identity, data.encounter_source_id),
     }
+
+
+def insurance_settlement_upsert(
+    *, institution: Institution, identity: SourceIdentity, source_id: str, data: InsuranceSettlementData
+) -> Upserted[InsuranceSettlement]:
+    """Store one insurance settlement; the provider may be outside the consortium and the county.
+
+    `within_county` is true when the provider is an institution of the sender's health authority,
+    or its region code is the authority's own division code."""
+    source_id = _check_source(institution, identity, source_id)
+    fields = _insurance_settlement_fields(institution, identity, data, _Encounters(institution))
     return _upsert(InsuranceSettlement, institution=institution, identity=identity, source_id=source_id, fields=fields)
+
+
+# --- Several rows of one message -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One row for `records_upsert`: whose it is, the sender's id for it, and its data (the type of
+    `data` says which resource it is)."""
+
+    identity: SourceIdentity
+    source_id: str
+    data: (
+        EncounterData
+        | ConditionData
+        | ObservationData
+        | DiagnosticReportData
+        | MedicationRequestData
+        | ProcedureData
+        | DocumentReferenceData
+        | InsuranceSettlementData
+    )
+
+
+class RecordRowError(ValidationError):
+    """A ValidationError of the row at `index` (the rows before it may have been written in the
+    caller's transaction, as with one `<resource>_upsert` call after another)."""
+
+    def __init__(self, index: int, error: ValidationError) -> None:
+        super().__init__(error.error_dict if hasattr(error, "error_dict") else error.error_list)
+        self.index = index
+
+
+_FIELDS: dict[type, tuple[type[ClinicalRecord], Any]] = {
+    EncounterData: (Encounter, _encounter_fields),
+    ConditionData: (Condition, _condition_fields),
+    ObservationData: (Observation, _observation_fields),
+    DiagnosticReportData: (DiagnosticReport, _diagnostic_report_fields),
+    MedicationRequestData: (MedicationRequest, _medication_request_fields),
+    ProcedureData: (Procedure, _procedure_fields),
+    DocumentReferenceData: (DocumentReference, _document_reference_fields),
+    InsuranceSettlementData: (InsuranceSettlement, _insurance_settlement_fields),
+}
+
+
+def records_upsert(*, institution: Institution, rows: Sequence[RecordRow]) -> list[Upserted[Any]]:
+    """Store the rows of one message in order, with the same rules and results as one
+    `<resource>_upsert` call per row, but each run of rows of one kind read with one query and its
+    new rows written with one statement (an HL7 message's OBX segments, a Bundle's Observations).
+
+    Raises RecordRowError (a ValidationError naming the row) for the first row it refuses."""
+    encounters = _Encounters(institution)
+    out: list[Upserted[Any]] = []
+    start = 0
+    while start < len(rows):
+        model, fields_of = _FIELDS[type(rows[start].data)]
+        end = start + 1
+        while end < len(rows) and type(rows[end].data) is type(rows[start].data):
+            end += 1
+        run = rows[start:end]
+        encounters.fetch(getattr(row.data, "encounter_source_id", "") for row in run)
+        checked = []
+        for index, row in enumerate(run, start=start):
+            try:
+                source_id = _check_source(institution, row.identity, row.source_id)
+                checked.append((row.identity, source_id, fields_of(institution, row.identity, row.data, encounters)))
+            except ValidationError as exc:
+                raise RecordRowError(index, exc) from None
+        written = _upsert_run(model, institution=institution, rows=checked, first_index=start)
+        for upserted in written:
+            if isinstance(upserted.record, Encounter):
+                encounters.remember(upserted.record)
+        out += written
+        start = end
+    return out
+
+
+def _upsert_run(
+    model: type[R], *, institution: Institution, rows: list[tuple[SourceIdentity, str, dict[str, Any]]], first_index: int
+) -> list[Upserted[R]]:
+    """`_upsert` for several rows of one kind: one locking read, one INSERT for the new rows, in one
+    savepoint. A row sent twice in the run, or a concurrent insert of one of them, falls back to
+    `_upsert` row by row (which retries the insert as an update)."""
+    source_ids = [source_id for _identity, source_id, _fields in rows]
+    if len(set(source_ids)) == len(source_ids):
+        relations = _relations(model)
+        try:
+            with transaction.atomic():
+                existing = {
+                    record.source_id: record
+                    for record in model._default_manager.select_for_update().filter(
+                        institution=institution, source_id__in=source_ids
+                    )
+                }
+                out: list[Upserted[R]] = []
+                new: list[R] = []
+                for index, (identity, source_id, fields) in enumerate(rows, start=first_index):
+                    record = existing.get(source_id) or model(institution=institution, source_id=source_id)
+                    values = {"identity": identity, **fields}
+                    if source_id in existing and all(getattr(record, name) == value for name, value in values.items()):
+                        out.append(Upserted(record, created=False, changed=False))
+                        continue
+                    for name, value in values.items():
+                        setattr(record, name, value)
+                    try:
+                        # Field checks only, as in _upsert.
+                        record.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+                    except ValidationError as exc:
+                        raise RecordRowError(index, exc) from None
+                    if source_id in existing:
+                        record.save()
+                    else:
+                        new.append(record)
+                    out.append(Upserted(record, created=source_id not in existing, changed=source_id in existing))
+                model._default_manager.bulk_create(new)
+            return out
+        except IntegrityError:
+            pass
+    out = []
+    for index, (identity, source_id, fields) in enumerate(rows, start=first_index):
+        try:
+            out.append(_upsert(model, institution=institution, identity=identity, source_id=source_id, fields=fields))
+        except ValidationError as exc:
+            raise RecordRowError(index, exc) from None
+    return out
 
 
 # --- 结果互认 ----------------------------------------------------------------------------------

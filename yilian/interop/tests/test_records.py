@@ -267,6 +267,31 @@ def test_oru_writes_the_report_and_its_observations(world: World, b_key: str, cl
     assert snapshot() == before
 
 
+def test_the_first_refused_row_of_a_message_is_the_one_reported(world: World, b_key: str, client: Client) -> None:
+    # OBX 1 is refused by the records service (its range runs backwards), OBX 2 earlier, while it is
+    # mapped (no code): the rows go to the records service together, yet the answer names OBX 1,
+    # the first in the message, as when they went one by one.
+    results = (
+        "OBR|1|O1|LAB0001|GLU^空腹血糖|||20260105094500\r"
+        "OBX|1|NM|GLU^空腹血糖^L||6.8|mmol/L|6.1-3.9|H|||F\r"
+        "OBX|2|NM|||5.0|mmol/L|3.9-6.1||||F\r"
+    )
+    nak = post_hl7(client, b_key, hl7("ORU^R01", PID + PV1 + results, control_id="R1"))
+    assert hl7v2.ack_code(nak) == "AE"
+    message = InboundMessage.objects.get(control_id="R1")
+    assert message.status == MessageStatus.REJECTED
+    assert "Observation[LAB0001-1]" in message.reason and "参考下限不能大于参考上限" in message.reason
+    assert "缺少项目编码" not in message.reason
+    assert snapshot() == {model.__name__: [] for model in RECORD_MODELS}
+
+    # With OBX 1 right, OBX 2 is the one named.
+    nak = post_hl7(client, b_key, hl7("ORU^R01", PID + PV1 + results.replace("6.1-3.9", "3.9-6.1"), control_id="R2"))
+    assert hl7v2.ack_code(nak) == "AE"
+    reason = InboundMessage.objects.get(control_id="R2").reason
+    assert "Observation[LAB0001-2]" in reason and "缺少项目编码" in reason
+    assert snapshot() == {model.__name__: [] for model in RECORD_MODELS}
+
+
 def test_adt_diagnoses_are_written_and_an_unknown_code_is_a_nak(world: World, b_key: str, client: Client) -> None:
     dg1 = "DG1|1||I10^高血压^I10||20260105|F|||||||||1\rDG1|2||E11.9^2型糖尿病^I10||20260105|F\r"
     ack = post_hl7(client, b_key, hl7("ADT^A04", PID + PV1 + dg1, control_id="DG1"))
