@@ -89,6 +89,7 @@ def test_detail_shows_demographics_basis_and_who_looked(login, world) -> None:
     row = AccessLog.objects.get(patient=patient)
     assert (row.action, row.basis, row.user) == (AccessAction.VIEW_SUMMARY, AccessBasis.HOLDER, world.user("township_clinician"))
     assert "谁查看了此档案" in body and "黄晓敏" in body and "查看基本信息" in body
+    assert f'href="/scheduling/patients/{patient.uuid}/book/"' in body and "预约号源" in body
 
 
 def test_detail_through_a_grant_names_the_grant_and_its_expiry(login, world) -> None:
