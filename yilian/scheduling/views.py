@@ -51,6 +51,14 @@ def _institutions_with_schedules(actor: Actor):  # type: ignore[no-untyped-def]
     return Institution.objects.visible_to(actor).filter(schedules__is_active=True).distinct().order_by("name")
 
 
+def _institution_choices(actor: Actor, place: Institution | None) -> list[Institution]:
+    """Institutions with schedules, and the one shown even when it has none, so the picker names it."""
+    choices = list(_institutions_with_schedules(actor))
+    if place is not None and place not in choices:
+        choices.insert(0, place)
+    return choices
+
+
 @login_required
 @require_GET
 def schedule_list(request: HttpRequest) -> HttpResponse:
@@ -66,7 +74,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         "page_obj": page,
         "schedules": list(page.object_list),
         "place": place,
-        "institutions": _institutions_with_schedules(actor),
+        "institutions": _institution_choices(actor, place),
         "days": USE_DAYS,
         "can_manage": place is not None and can_manage_institution(actor, place, Permission.SCHEDULE_MANAGE),
     }

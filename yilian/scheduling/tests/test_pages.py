@@ -237,3 +237,11 @@ def test_anonymous_is_sent_to_login(world):
     response = Client().get("/scheduling/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert Patient.objects.count() == 4
+
+
+def test_the_institution_picker_names_the_institution_shown_even_without_schedules(world, clinic, login):
+    client = login("township_clinician")  # acts for B, which has no schedules of its own
+    text = client.get("/scheduling/").content.decode()
+    picker = text.split('name="institution"', 1)[1].split("</select>", 1)[0]
+    assert f'<option value="{world.b.uuid}" selected>{world.b.name}</option>' in picker
+    assert f'value="{world.a.uuid}"' in picker  # the lead hospital's schedules stay one choice away
