@@ -74,3 +74,13 @@ def test_every_catalogue_entry_is_translated_and_compiled() -> None:
     compiled = gettext.GNUTranslations((Path(settings.BASE_DIR) / "yilian/locale/en/LC_MESSAGES/django.mo").open("rb"))
     stale = [msgid for msgid, msgstr, _fuzzy in entries if compiled.gettext(msgid) != msgstr]
     assert not stale, f"django.mo is older than django.po; run compilemessages: {stale[:10]}"
+
+
+def test_an_english_browser_still_gets_chinese_until_english_is_chosen(login, world) -> None:
+    client = login("township_clinician")
+    body = client.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert '<html lang="zh-hans">' in body and nav_labels(body)[0] == "工作台"
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    assert nav_labels(client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode())[0] == "Home"
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "xx"  # unknown: back to Chinese
+    assert nav_labels(client.get("/").content.decode())[0] == "工作台"
