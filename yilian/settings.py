@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "yilian.interop",
     "yilian.portal",
     "yilian.scheduling",
+    "yilian.referrals",
     "yilian.access",
     "yilian.notifications",
     "yilian.web",
@@ -224,3 +225,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Referral (双向转诊): minutes to accept, and minutes until an unanswered referral expires, per urgency
+# (a consortium overrides them in ReferralDeadline); the receiver's grant lasts REFERRAL_GRANT_DAYS and
+# ends REFERRAL_GRANT_AFTER_COMPLETION_DAYS after completion; an accepted referral whose patient does
+# not come expires REFERRAL_ARRIVAL_GRACE_DAYS after the appointment.
+REFERRAL_DEADLINES = {
+    "emergency": (30, 4 * 60),
+    "urgent": (4 * 60, 48 * 60),
+    "routine": (48 * 60, 14 * 24 * 60),
+}
+REFERRAL_GRANT_DAYS = 30
+REFERRAL_GRANT_AFTER_COMPLETION_DAYS = 7
+REFERRAL_ARRIVAL_GRACE_DAYS = 7

@@ -14,6 +14,7 @@ urlpatterns = [
     path("interop/", include("yilian.interop.urls")),
     path("me/", include("yilian.portal.urls")),
     path("scheduling/", include("yilian.scheduling.urls")),
+    path("referrals/", include("yilian.referrals.urls")),
     path("access/", include("yilian.access.urls")),
     path("inbox/", include("yilian.notifications.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

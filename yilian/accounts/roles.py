@@ -44,6 +44,7 @@ class Permission(StrEnum):
     MPI_REVIEW = "mpi.review"  # the master patient index review queue: link, merge, unmerge
     INTEROP_MANAGE = "interop.manage"  # CSV imports, the dead-letter list (read, fix, replay) of my institution
     SCHEDULE_MANAGE = "schedule.manage"  # 号源 / 床位: schedules, templates, quotas, leave, wards and beds of my institution
+    REFERRAL_COORDINATE = "referral.coordinate"  # 转诊中心: accept and book for my institution and the consortia it leads
     SYSTEM_ADMIN = "system.admin"
 
 
@@ -55,7 +56,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.CLINICIAN: frozenset(_CLINICAL),
     Role.NURSE: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW}),
     Role.VILLAGE_DOCTOR: frozenset(_CLINICAL),
-    Role.REFERRAL_COORDINATOR: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW, P.AGGREGATES_VIEW, P.SCHEDULE_MANAGE}),
+    Role.REFERRAL_COORDINATOR: frozenset(
+        {P.STRUCTURE_VIEW, P.STAFF_VIEW, P.PATIENT_VIEW, P.AGGREGATES_VIEW, P.SCHEDULE_MANAGE, P.REFERRAL_COORDINATE}
+    ),
     Role.QUALITY_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.AGGREGATES_VIEW}),
     Role.PHARMACY_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.AGGREGATES_VIEW}),
     Role.HR_OFFICER: frozenset({P.STRUCTURE_VIEW, P.STAFF_VIEW, P.STAFF_MANAGE, P.AGGREGATES_VIEW}),

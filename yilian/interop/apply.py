@@ -36,6 +36,8 @@ from yilian.records.data import (
     ObservationData,
     ProcedureData,
 )
+from yilian.records.models import Encounter
+from yilian.referrals.services import referrals_mark_arrived
 
 ENCOUNTER_CLASSES = {
     "AMB": "outpatient",
@@ -371,7 +373,16 @@ class Applier:
             upserted = records.records_upsert(institution=self.institution, rows=rows)
         except records.RecordRowError as exc:
             raise _located(exc, items[exc.index]) from None
+        self._arrivals([done.record for done in upserted], [row.identity for row in rows])
         return [Applied(item.resource, done.record.uuid, done.created) for item, done in zip(items, upserted, strict=True)]
+
+    def _arrivals(self, written: Sequence[Any], identities: Sequence[SourceIdentity]) -> None:
+        """A visit or admission at this institution may be a referred patient arriving (双向转诊)."""
+        patient_ids = {
+            identity.patient_id for record, identity in zip(written, identities, strict=True) if isinstance(record, Encounter)
+        }
+        if patient_ids:
+            referrals_mark_arrived(patient_ids=patient_ids, institution_id=self.institution.pk)
 
     def apply(self, item: Item) -> Applied | None:
         if isinstance(item, IdentityItem):
@@ -390,6 +401,7 @@ class Applier:
                 upserted = _write(item, self.institution, identity, data)
             except ValidationError as exc:
                 raise _located(exc, item) from None
+            self._arrivals([upserted.record], [identity])
             return Applied(item.resource, upserted.record.uuid, upserted.created)
         return self._merge(item)
 

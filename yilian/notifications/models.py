@@ -13,6 +13,8 @@ class NotificationKind(models.TextChoices):
     BREAK_GLASS_REVIEW = "break_glass_review", _("紧急授权待审核")
     MEMBERSHIP_GRANTED = "membership_granted", _("新的任职")
     ACCESS_GRANTED = "access_granted", _("获得访问授权")
+    REFERRAL = "referral", _("转诊")
+    FOLLOW_UP = "follow_up", _("随访任务")
     SYSTEM = "system", _("系统通知")
 
 

@@ -637,3 +637,30 @@ def reservations_expire(*, now: dt.datetime | None = None) -> int:
         with transaction.atomic():
             expired += _end_reservation(reservation, ReservationStatus.EXPIRED, BedStatus.FREE)
     return expired
+
+
+# --- on behalf of a care workflow ----------------------------------------------------------------
+
+
+def booking_release_for(*, booking: Booking, reason: str) -> bool:
+    """Give a future booking's unit back for a care workflow that has already checked its own side
+    (a referral cancelled by its sender, or re-booked by its receiver). False when there was
+    nothing to give back (the booking ended, or its slot has begun)."""
+    with transaction.atomic():
+        slot = _lock_slot(booking.slot_id)
+        if slot.start <= timezone.now() or not _end_booking(booking, BookingStatus.CANCELLED, reason):
+            return False
+        _give_back(booking)
+    return True
+
+
+def reservation_release_for(*, reservation: BedReservation) -> bool:
+    """Free a reserved bed for a care workflow that has already checked its own side."""
+    with transaction.atomic():
+        return _end_reservation(reservation, ReservationStatus.RELEASED, BedStatus.FREE)
+
+
+def reservation_admit_for(*, reservation: BedReservation) -> bool:
+    """The patient of a reserved bed was admitted (seen in the shared record): the bed is occupied."""
+    with transaction.atomic():
+        return _end_reservation(reservation, ReservationStatus.ADMITTED, BedStatus.OCCUPIED)
