@@ -628,11 +628,14 @@ def referral_reject(*, actor: Actor, referral: Referral, reason: str) -> Referra
 
 def _arrive(referral: Referral, at: dt.datetime, source: str, actor: Actor | None) -> bool:
     now = timezone.now()
-    updated = Referral.objects.filter(pk=referral.pk, status__in=[S.ACCEPTED, S.SCHEDULED]).update(
+    arriving = Q(status__in=[S.ACCEPTED, S.SCHEDULED]) | Q(status=S.SUBMITTED, urgency=Urgency.EMERGENCY)
+    updated = Referral.objects.filter(arriving, pk=referral.pk).update(
         status=S.ARRIVED, arrived_at=at, arrival_source=source[:80], updated_at=now
     )
     if not updated:
         return False
+    # A green-channel patient may be seen before anyone clicked "accept": the arrival accepts it.
+    Referral.objects.filter(pk=referral.pk, accepted_at__isnull=True).update(accepted_at=now)
     if referral.booking_id is not None:
         Booking.objects.filter(pk=referral.booking_id, status=BookingStatus.BOOKED).update(
             status=BookingStatus.FULFILLED, updated_at=now
@@ -663,15 +666,18 @@ def referral_confirm_arrival(*, actor: Actor, referral: Referral) -> Referral:
 
 
 def referrals_mark_arrived(*, patient_ids: Iterable[int] | None = None, institution_id: int | None = None) -> int:
-    """Move accepted and scheduled referrals to `arrived` when the shared record shows the patient
-    seen or admitted at the destination since the referral was sent (an Encounter from HL7 ADT,
+    """Move accepted and scheduled referrals (and emergency ones not yet accepted: the green channel
+    does not wait) to `arrived` when the shared record shows the patient seen or admitted at the
+    destination since the referral was sent (an Encounter from HL7 ADT,
     FHIR or CSV). Called by ingestion for the patients a message touched, and by the tick for all."""
     first_visit = Encounter.objects.filter(
         institution_id=OuterRef("destination_institution_id"),
         identity__patient_id=OuterRef("patient_id"),
         started_at__gte=OuterRef("submitted_at"),
     ).order_by("started_at")
-    candidates = Referral.objects.filter(status__in=[S.ACCEPTED, S.SCHEDULED])
+    candidates = Referral.objects.filter(
+        Q(status__in=[S.ACCEPTED, S.SCHEDULED]) | Q(status=S.SUBMITTED, urgency=Urgency.EMERGENCY)
+    )
     if institution_id is not None:
         candidates = candidates.filter(destination_institution_id=institution_id)
     if patient_ids is not None:

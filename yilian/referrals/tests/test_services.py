@@ -471,3 +471,41 @@ def test_suggestion_ranks_by_capability_level_and_free_capacity(world: World):
     ranked = destination_suggest(village, direction=Direction.UP)
     assert ranked[0].institution == world.b
     assert any(s.warnings for s in ranked if s.institution == world.a)
+
+
+def test_an_emergency_patient_seen_before_acceptance_arrives_by_itself(world: World):
+    from yilian.patients.models import SourceIdentity
+
+    referral = refer_up(world, urgency=Urgency.EMERGENCY)
+    patient = world.patients["at_b"]
+    identity = SourceIdentity.objects.create(
+        institution=world.a, local_id="A-9", name=patient.name, sex=patient.sex, birth_date=patient.birth_date, patient=patient
+    )
+    encounter_upsert(
+        institution=world.a,
+        identity=identity,
+        source_id="JZ-1",
+        data=EncounterData(encounter_class=EncounterClass.EMERGENCY, started_at=timezone.now()),
+    )
+    assert referrals_mark_arrived(patient_ids=[patient.pk]) == 1
+    referral.refresh_from_db()
+    assert referral.status == S.ARRIVED and referral.accepted_at is not None
+
+
+def test_a_routine_patient_seen_before_acceptance_waits_for_the_receiver(world: World):
+    from yilian.patients.models import SourceIdentity
+
+    referral = refer_up(world)
+    patient = world.patients["at_b"]
+    identity = SourceIdentity.objects.create(
+        institution=world.a, local_id="A-9", name=patient.name, sex=patient.sex, birth_date=patient.birth_date, patient=patient
+    )
+    encounter_upsert(
+        institution=world.a,
+        identity=identity,
+        source_id="MZ-9",
+        data=EncounterData(encounter_class=EncounterClass.OUTPATIENT, started_at=timezone.now()),
+    )
+    assert referrals_mark_arrived(patient_ids=[patient.pk]) == 0
+    referral.refresh_from_db()
+    assert referral.status == S.SUBMITTED
