@@ -472,3 +472,249 @@ def bed_reservation_release(request: HttpRequest, id: UUID) -> BedReservation:
     """释放床位预留：床位恢复空闲。"""
     actor = actor_of(request)
     return services.bed_release(actor=actor, reservation=access_reservation(actor, id))
+
+
+# --- set-up (SCHEDULE_MANAGE) -------------------------------------------------------------------
+
+
+class ScheduleIn(InputSchema):
+    institution: UUID
+    kind: ScheduleKind
+    name: str = Field(..., min_length=1, max_length=60)
+    department: UUID | None = None
+    practitioner_user: UUID | None = Field(None, description="专家门诊：医生的用户 id")
+    capability: EquipmentCapability | Literal[""] = ""  # type: ignore[valid-type]
+    location: str = Field("", max_length=100)
+
+
+def _managed(actor: Any, key: UUID, field: str) -> Institution:
+    from yilian.organizations.access import managed_institution_filter
+
+    return find(Institution.objects.filter(managed_institution_filter(actor, Permission.SCHEDULE_MANAGE)), key, field=field)
+
+
+@router.post("/scheduling/schedules", response={201: ScheduleOut, ERRORS: ErrorOut})
+def schedule_create(request: HttpRequest, payload: ScheduleIn) -> Status[Schedule]:
+    """新建排班（科室门诊、专家门诊或检查设备），限本人可管理的机构。"""
+    from yilian.accounts.models import Practitioner
+
+    actor = actor_of(request)
+    actor.require(Permission.SCHEDULE_MANAGE)
+    institution = _managed(actor, payload.institution, "institution")
+    department = find(Department.objects.filter(institution=institution), payload.department, field="department")
+    practitioner = None
+    if payload.practitioner_user is not None:
+        practitioner = Practitioner.objects.filter(user__uuid=payload.practitioner_user).select_related("user").first()
+        if practitioner is None:
+            raise ApiError("validation_error", fields={"practitioner_user": ["未找到，或您无权访问。"]})
+    schedule = services.schedule_create(
+        actor=actor,
+        institution=institution,
+        kind=payload.kind,
+        name=payload.name,
+        department=department,
+        practitioner=practitioner,
+        capability=payload.capability,
+        location=payload.location,
+    )
+    return Status(201, schedule)
+
+
+class TemplateIn(InputSchema):
+    weekdays: str = Field(..., min_length=1, max_length=7, pattern=r"^[0-6]+$", description="0=周一 … 6=周日，如 01234")
+    start_time: dt.time
+    end_time: dt.time
+    slot_minutes: int = Field(..., ge=5, le=720)
+    capacity: int = Field(..., ge=1, le=500)
+    valid_from: dt.date
+    valid_until: dt.date | None = None
+    on_public_holidays: bool = False
+    on_makeup_workdays: bool = True
+
+
+class TemplateOut(Schema):
+    id: UUID
+    weekdays: str
+    start_time: dt.time
+    end_time: dt.time
+    slot_minutes: int
+    capacity: int
+    valid_from: dt.date
+    valid_until: dt.date | None
+    on_public_holidays: bool
+    on_makeup_workdays: bool
+
+    resolve_id = staticmethod(_uuid)
+
+
+@router.get("/scheduling/schedules/{id}/templates", response={200: list[TemplateOut], ERRORS: ErrorOut})
+def template_list(request: HttpRequest, id: UUID) -> list[Any]:
+    """排班的出诊规则。"""
+    schedule = access_schedule(actor_of(request), id)
+    return list(schedule.templates.order_by("valid_from", "start_time"))
+
+
+@router.post("/scheduling/schedules/{id}/templates", response={201: TemplateOut, ERRORS: ErrorOut})
+def template_create(request: HttpRequest, id: UUID, payload: TemplateIn) -> Status[Any]:
+    """添加出诊规则（星期、时段、号段长度、每段号源数）；之后用 generate 生成号源。"""
+    actor = actor_of(request)
+    schedule = access_schedule(actor, id, for_write=True)
+    template = services.slot_template_add(actor=actor, schedule=schedule, **payload.model_dump())
+    return Status(201, template)
+
+
+class QuotaIn(InputSchema):
+    kind: Literal["institution", "consortium", "green_channel"]
+    institution: UUID | None = None
+    consortium: UUID | None = None
+    units_per_slot: int = Field(..., ge=1, le=500)
+    release_hours_before: int = Field(24, ge=0, le=24 * 30)
+
+
+class QuotaOut(Schema):
+    id: UUID
+    kind: str
+    target: str
+    units_per_slot: int
+    release_hours_before: int
+    is_active: bool
+
+    resolve_id = staticmethod(_uuid)
+
+    @staticmethod
+    def resolve_target(obj: Any) -> str:
+        return str(obj.target_label)
+
+
+@router.get("/scheduling/schedules/{id}/quotas", response={200: list[QuotaOut], ERRORS: ErrorOut})
+def quota_list(request: HttpRequest, id: UUID) -> list[Any]:
+    """排班的预留号源（号源下沉、医联体共享、绿色通道）。"""
+    schedule = access_schedule(actor_of(request), id)
+    return list(schedule.quotas.select_related("institution", "consortium").order_by("kind", "pk"))
+
+
+@router.post("/scheduling/schedules/{id}/quotas", response={201: QuotaOut, ERRORS: ErrorOut})
+def quota_create(request: HttpRequest, id: UUID, payload: QuotaIn) -> Status[Any]:
+    """为成员单位、医联体或绿色通道预留每个号段的号源，到期未用自动释放。"""
+    from yilian.organizations.models import Consortium
+
+    actor = actor_of(request)
+    schedule = access_schedule(actor, id, for_write=True)
+    institution = find(Institution.objects.visible_to(actor), payload.institution, field="institution")
+    consortium = find(Consortium.objects.all(), payload.consortium, field="consortium")
+    quota = services.quota_set(
+        actor=actor,
+        schedule=schedule,
+        kind=payload.kind,
+        units_per_slot=payload.units_per_slot,
+        institution=institution,
+        consortium=consortium,
+        release_hours_before=payload.release_hours_before,
+    )
+    return Status(201, quota)
+
+
+class GenerateIn(InputSchema):
+    start_date: dt.date
+    end_date: dt.date
+
+
+class GenerateOut(Schema):
+    created: int
+    closed_by_leave: int
+
+
+@router.post("/scheduling/schedules/{id}/generate", response={200: GenerateOut, ERRORS: ErrorOut})
+def schedule_generate(request: HttpRequest, id: UUID, payload: GenerateIn) -> Any:
+    """按出诊规则生成号源（跳过法定节假日、调休上班日出诊、停诊期间关闭）；已有号源不重复。"""
+    schedule = access_schedule(actor_of(request), id, for_write=True)
+    return services.slots_generate(schedule=schedule, start_date=payload.start_date, end_date=payload.end_date)
+
+
+class LeaveIn(InputSchema):
+    practitioner_user: UUID
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    reason: str = Field(..., min_length=1, max_length=200)
+
+
+class LeaveOut(Schema):
+    id: UUID
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    reason: str
+
+    resolve_id = staticmethod(_uuid)
+
+
+@router.post("/scheduling/leave", response={201: LeaveOut, ERRORS: ErrorOut})
+def leave_create(request: HttpRequest, payload: LeaveIn) -> Status[Any]:
+    """登记医生停诊/请假：期间的号源关闭，已预约的居民被取消并通知预约机构。"""
+    from yilian.accounts.models import Practitioner
+
+    actor = actor_of(request)
+    actor.require(Permission.SCHEDULE_MANAGE)
+    practitioner = Practitioner.objects.filter(user__uuid=payload.practitioner_user).select_related("user").first()
+    if practitioner is None:
+        raise ApiError("validation_error", fields={"practitioner_user": ["未找到，或您无权访问。"]})
+    leave = services.leave_record(
+        actor=actor, practitioner=practitioner, starts_at=payload.starts_at, ends_at=payload.ends_at, reason=payload.reason
+    )
+    return Status(201, leave)
+
+
+class WardIn(InputSchema):
+    institution: UUID
+    name: str = Field(..., min_length=1, max_length=60)
+    code: str = Field(..., min_length=1, max_length=20)
+    department: UUID | None = None
+    beds: int = Field(..., ge=0, le=services.MAX_WARD_BEDS)
+
+
+class WardCreatedOut(Schema):
+    id: UUID
+    name: str
+    code: str
+    beds: int
+
+    resolve_id = staticmethod(_uuid)
+
+    @staticmethod
+    def resolve_beds(obj: Ward) -> int:
+        return obj.beds.count()
+
+
+@router.post("/scheduling/wards", response={201: WardCreatedOut, ERRORS: ErrorOut})
+def ward_create(request: HttpRequest, payload: WardIn) -> Status[Ward]:
+    """新建病区及其床位（01、02 … 编号）。"""
+    actor = actor_of(request)
+    actor.require(Permission.SCHEDULE_MANAGE)
+    institution = _managed(actor, payload.institution, "institution")
+    department = find(Department.objects.filter(institution=institution), payload.department, field="department")
+    ward = services.ward_create(
+        actor=actor, institution=institution, name=payload.name, code=payload.code, beds=payload.beds, department=department
+    )
+    return Status(201, ward)
+
+
+class BedActionIn(InputSchema):
+    action: Literal["close", "open", "discharge"]
+
+
+@router.post("/scheduling/beds/{id}/state", response={200: BedOut, ERRORS: ErrorOut})
+def bed_state(request: HttpRequest, id: UUID, payload: BedActionIn) -> Bed:
+    """床位状态：close 停用空闲床位、open 启用停用床位（管理权限）；discharge 占用床位出院（本院）。"""
+    from yilian.scheduling.access import access_bed
+
+    actor = actor_of(request)
+    bed = access_bed(actor, id, for_write=payload.action != "discharge")
+    if payload.action == "discharge":
+        return services.bed_discharge(actor=actor, bed=bed)
+    return services.bed_set_closed(actor=actor, bed=bed, closed=payload.action == "close")
+
+
+@router.post("/scheduling/bed-reservations/{id}/admit", response={200: ReservationOut, ERRORS: ErrorOut})
+def bed_reservation_admit(request: HttpRequest, id: UUID) -> BedReservation:
+    """预留床位的患者到院：办理入住，床位变为占用（床位所在机构）。"""
+    actor = actor_of(request)
+    return services.bed_admit(actor=actor, reservation=access_reservation(actor, id))

@@ -141,6 +141,12 @@ class SlotTemplate(PublicModel):
     def applies_on(self, day: dt.date) -> bool:
         return self.valid_from <= day and (self.valid_until is None or day <= self.valid_until)
 
+    @property
+    def weekday_labels(self) -> str:
+        """周一、周三 … for the pages."""
+        names = [_("周一"), _("周二"), _("周三"), _("周四"), _("周五"), _("周六"), _("周日")]
+        return "、".join(str(names[int(d)]) for d in self.weekdays if d.isdigit() and int(d) < 7)
+
 
 class QuotaKind(models.TextChoices):
     INSTITUTION = "institution", _("成员单位专享")

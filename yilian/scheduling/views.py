@@ -1,6 +1,7 @@
 """Scheduling pages: the schedules of an institution with their pool use, one schedule's slots,
 slot search, booking for a patient (through the patient gatekeeper), the booking list with cancel
-and no-show, and the ward board.
+and no-show, the ward board, and the set-up of schedules, rules, quotas, slot generation, leave,
+wards and beds for those with SCHEDULE_MANAGE.
 
 Schedules, slots and beds carry no identities; bookings do, and each list shown is written to the
 access log (`patients_listed`).
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
@@ -26,8 +29,18 @@ from yilian.organizations.access import access_institution, can_manage_instituti
 from yilian.organizations.models import Institution
 from yilian.patients.access import access_patient, patients_listed
 from yilian.scheduling import services
-from yilian.scheduling.access import access_booking, access_schedule, bookings_visible_to, schedule_scope_filter
-from yilian.scheduling.forms import BookForm, CancelForm, SlotSearchForm
+from yilian.scheduling.access import access_bed, access_booking, access_schedule, bookings_visible_to, schedule_scope_filter
+from yilian.scheduling.forms import (
+    BookForm,
+    CancelForm,
+    GenerateForm,
+    LeaveForm,
+    QuotaForm,
+    ScheduleForm,
+    SlotSearchForm,
+    TemplateForm,
+    WardForm,
+)
 from yilian.scheduling.models import BookingStatus, Schedule, Slot, Ward
 from yilian.scheduling.selectors import schedules_with_use, slot_search, slots_with_use, ward_boards
 from yilian.web.pagination import paginate
@@ -92,7 +105,12 @@ def schedule_detail(request: HttpRequest, uuid: str) -> HttpResponse:
         Slot.objects.filter(schedule=schedule, start__date__gte=data["date_from"], start__date__lte=data["date_to"])
     ).order_by("start")
     page = paginate(request, slots, per_page=40)
-    context = {"schedule": schedule, "form": form, "page_obj": page, "slots": list(page.object_list)}
+    context: dict[str, object] = {"schedule": schedule, "form": form, "page_obj": page, "slots": list(page.object_list)}
+    context["can_manage"] = can_manage_institution(actor, schedule.institution, Permission.SCHEDULE_MANAGE)
+    context["templates"] = list(schedule.templates.order_by("valid_from", "start_time"))
+    context["quotas"] = list(schedule.quotas.select_related("institution", "consortium").order_by("kind", "pk"))
+    if context["can_manage"]:
+        context.update(_setup_context(schedule))
     return render(request, "scheduling/schedule_detail.html", context)
 
 
@@ -238,4 +256,227 @@ def ward_board(request: HttpRequest) -> HttpResponse:
     wards = wards.filter(institution=place) if place is not None else wards.none()
     boards = ward_boards(wards.order_by("code"))
     institutions = Institution.objects.visible_to(actor).filter(wards__is_active=True).distinct().order_by("name")
-    return render(request, "scheduling/ward_board.html", {"boards": boards, "place": place, "institutions": institutions})
+    context = {
+        "boards": boards,
+        "place": place,
+        "institutions": institutions,
+        "can_manage": place is not None and can_manage_institution(actor, place, Permission.SCHEDULE_MANAGE),
+        "works_here": place is not None and actor.institution is not None and actor.institution.pk == place.pk,
+    }
+    return render(request, "scheduling/ward_board.html", context)
+
+
+# --- set-up (SCHEDULE_MANAGE): schedules, rules, quotas, generation, leave, wards, beds -------------
+
+
+def _errors(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+def _form_errors(form: forms.Form) -> str:
+    return " ".join(
+        f"{form.fields[name].label if name in form.fields else ''}：{' '.join(str(e) for e in errors)}".lstrip("：")
+        for name, errors in form.errors.items()
+    )
+
+
+def _managed_place(request: HttpRequest, actor: Actor) -> Institution:
+    place = _place(request, actor)
+    if place is None or not can_manage_institution(actor, place, Permission.SCHEDULE_MANAGE):
+        raise PermissionDenied(_("您无权管理该机构的号源与床位。"))
+    return place
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def schedule_new(request: HttpRequest) -> HttpResponse:
+    """新建排班 at an institution the actor manages (?institution=<uuid>, default the acting one)."""
+    actor = _actor(request)
+    place = _managed_place(request, actor)
+    form = ScheduleForm(request.POST or None, institution=place)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            schedule = services.schedule_create(
+                actor=actor,
+                institution=place,
+                kind=data["kind"],
+                name=data["name"],
+                department=data["department"],
+                practitioner=data["practitioner"],
+                capability=data["capability"] or "",
+                location=data["location"],
+            )
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+        else:
+            messages.success(request, _("排班已创建：请添加出诊规则，再生成号源。"))
+            return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+    return render(request, "scheduling/schedule_new.html", {"form": form, "place": place})
+
+
+def _setup_context(schedule: Schedule) -> dict[str, object]:
+    today = timezone.localdate()
+    return {
+        "templates": list(schedule.templates.order_by("valid_from", "start_time")),
+        "quotas": list(schedule.quotas.select_related("institution", "consortium").order_by("kind", "pk")),
+        "template_form": TemplateForm(initial={"valid_from": today, "start_time": "08:00", "end_time": "12:00"}),
+        "quota_form": QuotaForm(institution=schedule.institution),
+        "generate_form": GenerateForm(initial={"start_date": today, "end_date": today + dt.timedelta(days=27)}),
+        "leave_form": LeaveForm() if schedule.practitioner_id else None,
+    }
+
+
+@login_required
+@require_POST
+def schedule_template_add(request: HttpRequest, uuid: str) -> HttpResponse:
+    actor = _actor(request)
+    schedule = access_schedule(actor, uuid, for_write=True)
+    form = TemplateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+    data = form.cleaned_data
+    try:
+        services.slot_template_add(
+            actor=actor,
+            schedule=schedule,
+            weekdays="".join(data["weekdays"]),
+            start_time=data["start_time"],
+            end_time=data["end_time"],
+            slot_minutes=data["slot_minutes"],
+            capacity=data["capacity"],
+            valid_from=data["valid_from"],
+            valid_until=data["valid_until"],
+            on_public_holidays=data["on_public_holidays"],
+            on_makeup_workdays=data["on_makeup_workdays"],
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, _("出诊规则已添加。"))
+    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+
+
+@login_required
+@require_POST
+def schedule_quota_add(request: HttpRequest, uuid: str) -> HttpResponse:
+    actor = _actor(request)
+    schedule = access_schedule(actor, uuid, for_write=True)
+    form = QuotaForm(request.POST, institution=schedule.institution)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+    data = form.cleaned_data
+    try:
+        services.quota_set(
+            actor=actor,
+            schedule=schedule,
+            kind=data["kind"],
+            units_per_slot=data["units_per_slot"],
+            institution=data["institution"],
+            consortium=data["consortium"],
+            release_hours_before=data["release_hours_before"],
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, _("预留号源已设置：之后生成的号源按此预留。"))
+    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+
+
+@login_required
+@require_POST
+def schedule_generate(request: HttpRequest, uuid: str) -> HttpResponse:
+    actor = _actor(request)
+    schedule = access_schedule(actor, uuid, for_write=True)
+    form = GenerateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+    try:
+        result = services.slots_generate(
+            schedule=schedule, start_date=form.cleaned_data["start_date"], end_date=form.cleaned_data["end_date"]
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(
+            request,
+            _("已生成号源 %(created)d 个（其中因停诊关闭 %(closed)d 个）；已有的号源保持不变。")
+            % {"created": result.created, "closed": result.closed_by_leave},
+        )
+    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+
+
+@login_required
+@require_POST
+def schedule_leave(request: HttpRequest, uuid: str) -> HttpResponse:
+    actor = _actor(request)
+    schedule = access_schedule(actor, uuid, for_write=True)
+    form = LeaveForm(request.POST)
+    if schedule.practitioner is None:
+        messages.error(request, _("只有专家门诊可以登记医生停诊。"))
+    elif not form.is_valid():
+        messages.error(request, _form_errors(form))
+    else:
+        data = form.cleaned_data
+        try:
+            services.leave_record(
+                actor=actor,
+                practitioner=schedule.practitioner,
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+                reason=data["reason"],
+            )
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+        else:
+            messages.success(request, _("停诊已登记：期间的号源已关闭，已预约的居民已通知。"))
+    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def ward_new(request: HttpRequest) -> HttpResponse:
+    actor = _actor(request)
+    place = _managed_place(request, actor)
+    form = WardForm(request.POST or None, institution=place)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.ward_create(
+                actor=actor,
+                institution=place,
+                name=data["name"],
+                code=data["code"],
+                beds=data["beds"],
+                department=data["department"],
+            )
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+        else:
+            messages.success(request, _("病区已创建。"))
+            return redirect(f"{reverse('scheduling:ward_board')}?institution={place.uuid}")
+    return render(request, "scheduling/ward_new.html", {"form": form, "place": place})
+
+
+@login_required
+@require_POST
+def bed_state(request: HttpRequest, uuid: str) -> HttpResponse:
+    """Close or reopen a bed (SCHEDULE_MANAGE), or discharge the patient of an occupied one (the ward's staff)."""
+    actor = _actor(request)
+    action = request.POST.get("action", "")
+    bed = access_bed(actor, uuid, for_write=action in ("close", "open"))
+    try:
+        if action in ("close", "open"):
+            services.bed_set_closed(actor=actor, bed=bed, closed=action == "close")
+        elif action == "discharge":
+            services.bed_discharge(actor=actor, bed=bed)
+        else:
+            raise ValidationError(_("未知操作。"))
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, _("床位 %(bed)s 状态已更新。") % {"bed": bed.code})
+    return redirect(f"{reverse('scheduling:ward_board')}?institution={bed.ward.institution.uuid}")
