@@ -67,12 +67,15 @@ class ReviewDecisionForm(forms.Form):
     def __init__(self, *args: Any, alternatives: Sequence[MatchReview] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.alternatives = {str(r.uuid): r for r in alternatives}
-        self.fields["other_review"].choices = [("", "—")] + [
+        other_review = self.fields["other_review"]
+        decision = self.fields["decision"]
+        assert isinstance(other_review, forms.ChoiceField) and isinstance(decision, forms.ChoiceField)  # noqa: S101 - declared above
+        other_review.choices = [("", "—")] + [
             (key, f"{r.candidate.name} · {r.candidate.home_institution.display_name} · {r.score:.1f}")
             for key, r in self.alternatives.items()
         ]
         if not alternatives:
-            self.fields["decision"].choices = [c for c in ReviewDecision.choices if c[0] != ReviewDecision.LINK_OTHER]
+            decision.choices = [c for c in ReviewDecision.choices if c[0] != ReviewDecision.LINK_OTHER]
 
     def clean_other_review(self) -> MatchReview | None:
         return self.alternatives.get(self.cleaned_data.get("other_review") or "")

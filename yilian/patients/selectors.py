@@ -85,7 +85,9 @@ def _shown(source: object, attribute: str) -> Any:
 
 def review_queue(reviews: QuerySet[MatchReview], *, status: str = "open") -> QuerySet[MatchReview]:
     """The review items of one status (`open` best score first; any other status, or `all`, newest first)."""
-    reviews = reviews.select_related("identity__institution", "identity__patient", "candidate__home_institution")
+    reviews = reviews.select_related(
+        "identity__institution", "identity__patient__home_institution", "candidate__home_institution"
+    )
     if status == "open":
         return reviews.filter(status=ReviewStatus.OPEN).order_by("-score", "id")
     if status in ReviewStatus.values:
