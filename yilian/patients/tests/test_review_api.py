@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from yilian.access.models import AccessAction, AccessBasis, AccessLog
 from yilian.accounts.actors import Actor
@@ -198,6 +199,9 @@ def test_link_to_another_candidate_on_the_page(world: World, login) -> None:  # 
     assert client.post(f"/patients/review/{at_b.uuid}/", {"decision": "link_other"}).status_code == 200  # no candidate chosen
     at_b.refresh_from_db()
     assert at_b.status == ReviewStatus.OPEN
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    english = client.get(f"/patients/review/{at_b.uuid}/").content.decode()
+    assert "Another candidate is this person" in english and "Another candidate" in english
     response = client.post(f"/patients/review/{at_b.uuid}/", {"decision": "link_other", "other_review": str(at_a.uuid)})
     assert response.status_code == 302
     assert SourceIdentity.objects.get(pk=at_b.identity_id).patient_id == at_a.candidate_id
