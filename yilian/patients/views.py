@@ -6,13 +6,10 @@ Every patient is loaded through yilian.patients.access, which scopes and logs th
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -35,25 +32,19 @@ from yilian.patients.access import (
 )
 from yilian.patients.forms import BreakGlassForm, PatientSearchForm, ReviewDecisionForm, UnmergeForm
 from yilian.patients.models import MatchReview, Patient, PatientMerge, ReviewStatus, SourceIdentity
-from yilian.patients.selectors import merge_history, merge_patients, review_queue, review_queue_patients, review_sides
+from yilian.patients.selectors import (
+    merge_history,
+    merge_patients,
+    patient_search,
+    review_queue,
+    review_queue_patients,
+    review_sides,
+)
 from yilian.patients.services import patient_unmerge, review_decide
 from yilian.web.pagination import paginate
 
 RECENT_ACCESS_ROWS = 20
 IDENTITY_ROWS = 50
-# An ID-number or phone search: digits (and the X check character), at least four.
-NUMBER_QUERY = re.compile(r"^[0-9X]{4,30}$")
-
-
-def search(queryset: QuerySet[Patient], query: str) -> QuerySet[Patient]:
-    """Filter by name (contains), or by ID number / phone (prefix, index-friendly) for numbers."""
-    query = query.strip()
-    if not query:
-        return queryset
-    number = "".join(query.split()).upper()
-    if NUMBER_QUERY.match(number):
-        return queryset.filter(Q(id_number__startswith=number) | Q(phone__startswith=number))
-    return queryset.filter(name__contains=query)
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -67,7 +58,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     actor.require(Permission.PATIENT_VIEW)
     form = PatientSearchForm(request.GET)
     query = form.cleaned_data["q"] if form.is_valid() else ""
-    patients = search(Patient.objects.visible_to(actor), query).select_related("home_institution", "grid").order_by("-id")
+    patients = patient_search(Patient.objects.visible_to(actor), query).select_related("home_institution", "grid").order_by("-id")
     page = paginate(request, patients)
     rows = list(page.object_list)
     patients_listed(actor, rows, path=request.get_full_path())
