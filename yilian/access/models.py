@@ -116,8 +116,12 @@ class AccessAction(models.TextChoices):
 
 
 class AccessBasis(models.TextChoices):
+    """Why a read was allowed: the acting institution holds the record, a grant, or the duty of
+    reviewing the master patient index (a reviewer reading both sides of a possible duplicate)."""
+
     HOLDER = "holder", _("建档机构")
     GRANT = "grant", _("授权")
+    MPI_REVIEW = "mpi_review", _("主索引审核")
 
 
 class AccessLog(ChoiceLabelsModel):

@@ -37,8 +37,10 @@ def access_log_record(
     action: str,
     grant_for: Callable[[Patient], AccessGrant | None],
     path: str = "",
+    basis: str | None = None,
 ) -> None:
-    """Write one access-log row per patient read by `actor`."""
+    """Write one access-log row per patient read by `actor`. The basis is the grant used, else the
+    holding of the record, unless the caller names another one (`AccessBasis.MPI_REVIEW`)."""
     if not patients:
         return
     now = timezone.now()
@@ -55,7 +57,7 @@ def access_log_record(
                 acting_institution=actor.institution,
                 patient=patient,
                 action=action,
-                basis=AccessBasis.GRANT if grant is not None else AccessBasis.HOLDER,
+                basis=basis or (AccessBasis.GRANT if grant is not None else AccessBasis.HOLDER),
                 grant=grant,
                 ip_address=actor.ip_address,
                 path=path[:200],

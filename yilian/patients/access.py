@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.utils.translation import gettext as _
 
-from yilian.access.models import AccessAction, AccessGrant, GrantScope
+from yilian.access.models import AccessAction, AccessBasis, AccessGrant, GrantScope
 from yilian.access.services import access_log_record
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission, Role
@@ -168,7 +168,12 @@ def access_merge(actor: Actor, key: UUID | str) -> PatientMerge:
         raise Http404(_("未找到，或您无权访问。")) from exc
 
 
-def identities_reviewed(actor: Actor, patients: Sequence[Patient], *, path: str = "") -> None:
-    """Log that a reviewer read these patients' identities on the review pages (basis: holder of
-    the review duty, no grant)."""
-    access_log_record(actor=actor, patients=patients, action=AccessAction.VIEW_SUMMARY, grant_for=lambda p: None, path=path)
+def identities_reviewed(
+    actor: Actor, patients: Sequence[Patient], *, action: str = AccessAction.VIEW_SUMMARY, path: str = ""
+) -> None:
+    """Log that a reviewer read these patients' identities in the review queue (pages or API):
+    basis `mpi_review` (the review duty, no grant); `action` LIST for the queue and merge lists,
+    VIEW_SUMMARY for one item's two sides."""
+    access_log_record(
+        actor=actor, patients=patients, action=action, grant_for=lambda p: None, path=path, basis=AccessBasis.MPI_REVIEW
+    )

@@ -1,10 +1,15 @@
-"""Forms of the patient pages: search and break-glass."""
+"""Forms of the patient pages: search, break-glass, review decisions and unmerge."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
+
+from yilian.patients.models import MatchReview, ReviewDecision
 
 
 class PatientSearchForm(forms.Form):
@@ -43,17 +48,37 @@ class BreakGlassForm(forms.Form):
 
 
 class ReviewDecisionForm(forms.Form):
-    """主索引审核: the reviewer says whether the two records are the same person."""
+    """主索引审核: the reviewer says whether the two records are the same person, or that the
+    incoming identity is another candidate's (one of `alternatives`, the identity's other open items)."""
 
     decision = forms.ChoiceField(
         label=_("审核结论"),
-        choices=[("same", _("是同一人，合并")), ("distinct", _("不是同一人"))],
+        choices=ReviewDecision.choices,
         widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
         error_messages={"required": _("请选择审核结论。"), "invalid_choice": _("审核结论无效。")},
+    )
+    other_review = forms.ChoiceField(
+        label=_("另一位候选患者"), required=False, widget=forms.Select(attrs={"class": "form-select"})
     )
     reason = forms.CharField(
         label=_("说明"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2, "class": "form-control"})
     )
+
+    def __init__(self, *args: Any, alternatives: Sequence[MatchReview] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.alternatives = {str(r.uuid): r for r in alternatives}
+        other_review = self.fields["other_review"]
+        decision = self.fields["decision"]
+        assert isinstance(other_review, forms.ChoiceField) and isinstance(decision, forms.ChoiceField)  # noqa: S101 - declared above
+        other_review.choices = [("", "—")] + [
+            (key, f"{r.candidate.name} · {r.candidate.home_institution.display_name} · {r.score:.1f}")
+            for key, r in self.alternatives.items()
+        ]
+        if not alternatives:
+            decision.choices = [c for c in ReviewDecision.choices if c[0] != ReviewDecision.LINK_OTHER]
+
+    def clean_other_review(self) -> MatchReview | None:
+        return self.alternatives.get(self.cleaned_data.get("other_review") or "")
 
 
 class UnmergeForm(forms.Form):

@@ -226,6 +226,14 @@ class ReviewStatus(models.TextChoices):
     DISTINCT = "distinct", _("已确认非同一人")
 
 
+class ReviewDecision(models.TextChoices):
+    """What a reviewer says about a review item (not stored: it sets the item's status)."""
+
+    MERGE = "merge", _("是同一人，合并")
+    DISTINCT = "distinct", _("不是同一人")
+    LINK_OTHER = "link_other", _("是另一位候选患者")
+
+
 class MatchReview(PublicModel):
     """A possible match between the review thresholds (待审核匹配): `identity` was given a new golden
     patient, and `candidate` may be the same person. A reviewer merges them or keeps them apart."""

@@ -37,6 +37,7 @@ from yilian.patients.models import (
     MatchReview,
     Patient,
     PatientMerge,
+    ReviewDecision,
     ReviewStatus,
     Sex,
     SourceIdentity,
@@ -455,29 +456,61 @@ def patient_unmerge(*, actor: Actor, merge: PatientMerge) -> PatientMerge:
 # --- review decisions ----------------------------------------------------------------------------
 
 
-def review_decide(*, actor: Actor, review: MatchReview, same_person: bool, reason: str = "") -> MatchReview:
-    """Settle a review item: the same person → merge the identity's patient into the candidate;
-    not the same person → keep them apart. Either way the decision is recorded."""
+def review_decide(
+    *, actor: Actor, review: MatchReview, decision: str, reason: str = "", other: MatchReview | None = None
+) -> MatchReview:
+    """Settle a review item (主索引审核), recording who decided and when:
+
+    - `merge`: the same person → the incoming identity's patient is merged into the candidate;
+    - `distinct`: not the same person → kept apart (the index's re-linking respects it);
+    - `link_other`: not this candidate but the candidate of `other`, another open item of the same
+      incoming identity → this item is kept apart and the patient merged into `other`'s candidate,
+      which settles `other` too, in one transaction.
+
+    Callers authorise: both items are loaded through `patients.access.access_review`."""
+    reason = (reason or "").strip()
+    if decision not in ReviewDecision.values:
+        raise ValidationError({"decision": [_("审核结论无效。")]})
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValidationError({"reason": [_("说明最多 %(limit)d 个字符。") % {"limit": MAX_REASON_LENGTH}]})
+    if decision == ReviewDecision.LINK_OTHER:
+        if other is None:
+            raise ValidationError({"other_review": [_("请选择应关联的另一位候选患者。")]})
+        if other.pk == review.pk or other.identity_id != review.identity_id:
+            raise ValidationError({"other_review": [_("所选候选患者不是同一新到身份的另一条待审核匹配。")]})
     with transaction.atomic():
-        review = MatchReview.objects.select_for_update().select_related("identity__patient", "candidate").get(pk=review.pk)
+        pks = [review.pk] if other is None or decision != ReviewDecision.LINK_OTHER else [review.pk, other.pk]
+        locked = {r.pk: r for r in MatchReview.objects.select_for_update().filter(pk__in=pks).order_by("pk")}
+        review = locked[review.pk]
         if review.status != ReviewStatus.OPEN:
             raise ValidationError(_("该匹配已审核。"))
-        now = timezone.now()
-        if same_person:
-            patient = review.identity.patient
-            if patient.pk != review.candidate_id:
-                merge = patient_merge(
-                    actor=actor, survivor=review.candidate, merged=patient, reason=reason or _("主索引审核：确认同一人")
-                )
-                review.refresh_from_db()
-                review.merge = merge
-            review.status = ReviewStatus.LINKED
-        else:
-            review.status = ReviewStatus.DISTINCT
-        review.decided_at = now
-        review.decided_by_name = _actor_name(actor)
-        review.save()
+        if decision == ReviewDecision.MERGE:
+            return _review_link(actor, review, reason or _("主索引审核：确认同一人"))
+        review = _review_settle(actor, review, ReviewStatus.DISTINCT)
+        if decision == ReviewDecision.LINK_OTHER:
+            assert other is not None  # noqa: S101 - checked above
+            if locked[other.pk].status != ReviewStatus.OPEN:
+                raise ValidationError({"other_review": [_("所选的另一条匹配已审核。")]})
+            _review_link(actor, locked[other.pk], reason or _("主索引审核：确认为另一位候选患者"))
     return review
+
+
+def _review_settle(actor: Actor, review: MatchReview, status: str) -> MatchReview:
+    review.status = status
+    review.decided_at = timezone.now()
+    review.decided_by_name = _actor_name(actor)
+    review.save(update_fields=["status", "decided_at", "decided_by_name", "merge", "updated_at"])
+    return review
+
+
+def _review_link(actor: Actor, review: MatchReview, reason: str) -> MatchReview:
+    """The same person: merge the incoming identity's patient into the candidate (unless it is
+    already there) and mark the item linked."""
+    patient = Patient.objects.get(pk=SourceIdentity.objects.values_list("patient_id", flat=True).get(pk=review.identity_id))
+    if patient.pk != review.candidate_id:
+        candidate = Patient.objects.get(pk=review.candidate_id)
+        review.merge = patient_merge(actor=actor, survivor=candidate, merged=patient, reason=reason)
+    return _review_settle(actor, review, ReviewStatus.LINKED)
 
 
 # --- re-linking the whole index (background, patients.tasks.index_relink) -----------------------------

@@ -6,22 +6,18 @@ Every patient is loaded through yilian.patients.access, which scopes and logs th
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
-from yilian.access.models import AccessLog
+from yilian.access.models import AccessAction, AccessLog
 from yilian.access.services import break_glass_find_patient, break_glass_open
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
@@ -36,24 +32,19 @@ from yilian.patients.access import (
 )
 from yilian.patients.forms import BreakGlassForm, PatientSearchForm, ReviewDecisionForm, UnmergeForm
 from yilian.patients.models import MatchReview, Patient, PatientMerge, ReviewStatus, SourceIdentity
+from yilian.patients.selectors import (
+    merge_history,
+    merge_patients,
+    patient_search,
+    review_queue,
+    review_queue_patients,
+    review_sides,
+)
 from yilian.patients.services import patient_unmerge, review_decide
 from yilian.web.pagination import paginate
 
 RECENT_ACCESS_ROWS = 20
 IDENTITY_ROWS = 50
-# An ID-number or phone search: digits (and the X check character), at least four.
-NUMBER_QUERY = re.compile(r"^[0-9X]{4,30}$")
-
-
-def search(queryset: QuerySet[Patient], query: str) -> QuerySet[Patient]:
-    """Filter by name (contains), or by ID number / phone (prefix, index-friendly) for numbers."""
-    query = query.strip()
-    if not query:
-        return queryset
-    number = "".join(query.split()).upper()
-    if NUMBER_QUERY.match(number):
-        return queryset.filter(Q(id_number__startswith=number) | Q(phone__startswith=number))
-    return queryset.filter(name__contains=query)
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -67,7 +58,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     actor.require(Permission.PATIENT_VIEW)
     form = PatientSearchForm(request.GET)
     query = form.cleaned_data["q"] if form.is_valid() else ""
-    patients = search(Patient.objects.visible_to(actor), query).select_related("home_institution", "grid").order_by("-id")
+    patients = patient_search(Patient.objects.visible_to(actor), query).select_related("home_institution", "grid").order_by("-id")
     page = paginate(request, patients)
     rows = list(page.object_list)
     patients_listed(actor, rows, path=request.get_full_path())
@@ -138,20 +129,12 @@ def break_glass(request: HttpRequest) -> HttpResponse:
 def review_list(request: HttpRequest) -> HttpResponse:
     actor = _actor(request)
     actor.require(Permission.MPI_REVIEW)
-    show = request.GET.get("show", "open")
-    reviews = MatchReview.objects.filter(review_scope_filter(actor)).select_related(
-        "identity__institution", "identity__patient", "candidate__home_institution"
-    )
-    if show == "open":
-        reviews = reviews.filter(status=ReviewStatus.OPEN).order_by("-score", "id")
-    else:
-        show = "all"
-        reviews = reviews.order_by("-id")
-    page = paginate(request, reviews)
+    show = "open" if request.GET.get("show", "open") == "open" else "all"
+    reviews = MatchReview.objects.filter(review_scope_filter(actor))
+    page = paginate(request, review_queue(reviews, status=show))
     rows = list(page.object_list)
-    shown = {r.identity.patient_id: r.identity.patient for r in rows} | {r.candidate_id: r.candidate for r in rows}
-    patients_listed(actor, list(shown.values()), path=request.get_full_path())
-    open_count = MatchReview.objects.filter(review_scope_filter(actor), status=ReviewStatus.OPEN).count()
+    identities_reviewed(actor, review_queue_patients(rows), action=AccessAction.LIST, path=request.get_full_path())
+    open_count = reviews.filter(status=ReviewStatus.OPEN).count()
     return render(
         request, "patients/review_list.html", {"page_obj": page, "reviews": rows, "show": show, "open_count": open_count}
     )
@@ -163,14 +146,16 @@ def review_detail(request: HttpRequest, uuid: str) -> HttpResponse:
     actor = _actor(request)
     actor.require(Permission.MPI_REVIEW)
     review = access_review(actor, uuid)
-    form = ReviewDecisionForm(request.POST or None)
+    sides = review_sides(review, reviews=MatchReview.objects.filter(review_scope_filter(actor)))
+    form = ReviewDecisionForm(request.POST or None, alternatives=sides.alternatives)
     if request.method == "POST" and form.is_valid():
         try:
             review_decide(
                 actor=actor,
                 review=review,
-                same_person=form.cleaned_data["decision"] == "same",
+                decision=form.cleaned_data["decision"],
                 reason=form.cleaned_data["reason"],
+                other=form.cleaned_data["other_review"],
             )
         except ValidationError as exc:
             for message in exc.messages:
@@ -178,46 +163,21 @@ def review_detail(request: HttpRequest, uuid: str) -> HttpResponse:
         else:
             messages.success(request, _("审核结论已保存。"))
             return redirect("patients:review_list")
-    incoming = review.identity.patient
-    candidate = review.candidate
-    identities = {
-        p.pk: list(SourceIdentity.objects.filter(patient=p).select_related("institution").order_by("id")[:20])
-        for p in (incoming, candidate)
-    }
-    identities_reviewed(actor, [incoming, candidate] if incoming.pk != candidate.pk else [candidate], path=request.path)
-    rows = [
-        (label, _shown(review.identity, field_name), _shown(candidate, field_name), review.comparison.get(key) if key else None)
-        for label, field_name, key in REVIEW_FIELDS
-    ]
+    identities_reviewed(actor, sides.patients, path=request.path)
     return render(
         request,
         "patients/review_detail.html",
         {
             "review": review,
             "form": form,
-            "rows": rows,
-            "incoming": incoming,
-            "candidate": candidate,
-            "incoming_identities": identities[incoming.pk],
-            "candidate_identities": identities[candidate.pk],
+            "rows": sides.rows,
+            "incoming": sides.incoming,
+            "candidate": sides.candidate,
+            "incoming_identities": sides.incoming_identities,
+            "candidate_identities": sides.candidate_identities,
+            "alternatives": sides.alternatives,
         },
     )
-
-
-REVIEW_FIELDS = (
-    (gettext_lazy("姓名"), "name", "name"),
-    (gettext_lazy("性别"), "get_sex_display", "sex"),
-    (gettext_lazy("出生日期"), "birth_date", "birth_date"),
-    (gettext_lazy("证件号码"), "id_number", "id_number"),
-    (gettext_lazy("联系电话"), "phone", "phone"),
-    (gettext_lazy("所在乡镇/街道"), "town", "town"),
-    (gettext_lazy("现住址"), "address", None),
-)
-
-
-def _shown(source: object, field_name: str) -> object:
-    value = getattr(source, field_name)
-    return value() if callable(value) else value
 
 
 @login_required
@@ -225,11 +185,9 @@ def _shown(source: object, field_name: str) -> object:
 def merge_list(request: HttpRequest) -> HttpResponse:
     actor = _actor(request)
     actor.require(Permission.MPI_REVIEW)
-    merges = PatientMerge.objects.filter(merge_scope_filter(actor)).select_related("survivor", "merged").order_by("-id")
-    page = paginate(request, merges)
+    page = paginate(request, merge_history(PatientMerge.objects.filter(merge_scope_filter(actor))))
     rows = list(page.object_list)
-    shown = {m.survivor_id: m.survivor for m in rows} | {m.merged_id: m.merged for m in rows}
-    patients_listed(actor, list(shown.values()), path=request.get_full_path())
+    identities_reviewed(actor, merge_patients(rows), action=AccessAction.LIST, path=request.get_full_path())
     return render(request, "patients/merge_list.html", {"page_obj": page, "merges": rows, "form": UnmergeForm()})
 
 

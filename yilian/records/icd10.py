@@ -3,7 +3,13 @@ Chinese 国家临床版 codes that extend a WHO code with a suffix (`E11.900`, `
 
 A 国家临床版 code is accepted when its WHO stem is a valid WHO code: `E11.900` → `E11.9`,
 `I10.x00x002` → `I10` (the `x` stands for "no fourth character in WHO"). Chinese names are shipped
-for the codes the demo and the common chronic-disease work use; others show the WHO English title.
+for the codes the demo and the common chronic-disease work use (`CHINESE_NAMES`; there is no fuller
+Chinese list in the repository); a diagnosis sent without its own text is stored with that name,
+else with the WHO English title.
+
+What a diagnosis shows (`condition_names`): in Chinese the source system's text, with the Chinese
+name of its stem beside it when that differs; a stored WHO English title is never shown in Chinese
+(the code stands alone). In English the WHO English title of the stem, with the source's text beside it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import warnings
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from types import ModuleType
+
+from django.utils import translation
 
 # Category, then optionally "." + the WHO fourth character (or x when WHO has none), then the
 # clinical-version extension: two digits, optionally "x" and three more.
@@ -74,11 +82,15 @@ CHINESE_NAMES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Icd10Entry:
-    """A code found in the catalogue: the code as written, its WHO stem and a display name."""
+    """A code found in the catalogue: the code as written, its WHO stem, a display name (Chinese
+    when shipped, else the WHO English title), the Chinese name ("" when not shipped) and the WHO
+    English title of the stem."""
 
     code: str
     who_code: str
     name: str
+    chinese_name: str = ""
+    who_name: str = ""
 
 
 def normalise(code: str) -> str:
@@ -113,5 +125,38 @@ def icd10_lookup(code: str) -> Icd10Entry | None:
     who = _who()
     if not who.is_valid_item(who_code) or who.is_chapter_or_block(who_code):
         return None
-    name = CHINESE_NAMES.get(who_code) or who.get_description(who_code)
-    return Icd10Entry(code=written, who_code=who_code, name=name)
+    chinese_name = CHINESE_NAMES.get(who_code, "")
+    who_name = who.get_description(who_code)
+    return Icd10Entry(
+        code=written, who_code=who_code, name=chinese_name or who_name, chinese_name=chinese_name, who_name=who_name
+    )
+
+
+STORED_DISPLAY_LENGTH = 100  # records.Condition.display
+
+
+@dataclass(frozen=True)
+class ConditionNames:
+    """What the UI shows for one diagnosis in the active language: a title and, when it adds
+    something, a second line (the standard name, or the source's own text)."""
+
+    title: str
+    detail: str
+
+
+def condition_names(code: str, display: str) -> ConditionNames:
+    """The names of a diagnosis coded `code` that the source sent (or was stored) as `display`, for
+    the active language (module docstring). A code outside the catalogue shows `display` as stored."""
+    entry = icd10_lookup(code) if code else None
+    if entry is None:
+        return ConditionNames(display, "")
+    # The stored text is the WHO English fallback (cut to the column's 100 characters) when the
+    # source sent no text of its own.
+    source_text = "" if display == entry.who_name[:STORED_DISPLAY_LENGTH] else display
+    if (translation.get_language() or "").startswith("en"):
+        # The source's own words beside the WHO title; the Chinese name stored for want of them is not.
+        return ConditionNames(entry.who_name, source_text if source_text != entry.chinese_name else "")
+    if not source_text:
+        return ConditionNames(entry.chinese_name, "")
+    standard = entry.chinese_name if entry.chinese_name and entry.chinese_name != source_text else ""
+    return ConditionNames(source_text, standard)

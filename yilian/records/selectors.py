@@ -25,6 +25,7 @@ from yilian.organizations.access import member_consortium_ids
 from yilian.organizations.models import ConsortiumMembership, Institution
 from yilian.patients.models import Patient
 from yilian.records.catalogue import DEFAULT_VALIDITY_DAYS, TESTS_BY_CODE, OrderableTest
+from yilian.records.icd10 import condition_names
 from yilian.records.models import (
     Condition,
     DiagnosticReport,
@@ -199,8 +200,13 @@ def _item(kind: str, record: Any) -> TimelineItem:
             flag=record.get_payer_type_display(),
         )
     if isinstance(record, Condition):
+        names = condition_names(record.icd10_code, record.display)
         return TimelineItem(
-            **common, title=record.display, summary="", code=record.icd10_code, flag=_("主要诊断") if record.is_primary else ""
+            **common,
+            title=names.title,
+            summary=names.detail,
+            code=record.icd10_code,
+            flag=_("主要诊断") if record.is_primary else "",
         )
     if isinstance(record, Observation):
         summary = record.value_display

@@ -80,17 +80,17 @@ def test_merging_a_patient_into_itself_or_twice_is_refused(world, actor_of) -> N
 def test_review_decisions(world, actor_of) -> None:
     outcome = _duplicate(world)
     review = MatchReview.objects.get(identity=outcome.identity)
-    decided = review_decide(actor=actor_of("consortium_manager"), review=review, same_person=False)
+    decided = review_decide(actor=actor_of("consortium_manager"), review=review, decision="distinct")
     assert decided.status == ReviewStatus.DISTINCT
     assert SourceIdentity.objects.get(pk=outcome.identity.pk).patient == outcome.patient
     with pytest.raises(ValidationError, match="已审核"):
-        review_decide(actor=actor_of("consortium_manager"), review=review, same_person=True)
+        review_decide(actor=actor_of("consortium_manager"), review=review, decision="merge")
 
 
 def test_review_same_person_merges(world, actor_of) -> None:
     outcome = _duplicate(world)
     review = MatchReview.objects.get(identity=outcome.identity)
-    decided = review_decide(actor=actor_of("consortium_manager"), review=review, same_person=True, reason="电话核实")
+    decided = review_decide(actor=actor_of("consortium_manager"), review=review, decision="merge", reason="电话核实")
     assert decided.status == ReviewStatus.LINKED and decided.merge is not None
     assert decided.merge.reason == "电话核实"
     assert SourceIdentity.objects.get(pk=outcome.identity.pk).patient == world.patients["at_t"]

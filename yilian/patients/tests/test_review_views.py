@@ -65,7 +65,7 @@ def test_review_detail_side_by_side_logs_every_identity_read(world, login) -> No
 def test_review_decision_same_person_merges(world, login) -> None:
     review = _review_at_k1(world)
     client = login("consortium_manager")
-    response = client.post(f"/patients/review/{review.uuid}/", {"decision": "same", "reason": "电话核实为同一人"})
+    response = client.post(f"/patients/review/{review.uuid}/", {"decision": "merge", "reason": "电话核实为同一人"})
     assert response.status_code == 302
     review.refresh_from_db()
     assert review.status == ReviewStatus.LINKED
@@ -77,7 +77,7 @@ def test_review_decision_same_person_merges(world, login) -> None:
 def test_review_decision_refuses_bad_input(world, login) -> None:
     review = _review_at_k1(world)
     client = login("consortium_manager")
-    for data in ({}, {"decision": "maybe"}, {"decision": "same", "reason": "长" * 501}):
+    for data in ({}, {"decision": "maybe"}, {"decision": "merge", "reason": "长" * 501}):
         response = client.post(f"/patients/review/{review.uuid}/", data)
         assert response.status_code == 200
         assert (
@@ -137,7 +137,7 @@ def test_review_outside_scope_is_not_found_for_an_institution_admin(world, login
     client = login("institution_admin")
     assert client.get(f"/patients/review/{review.uuid}/").status_code == 404
     assert str(review.uuid) not in client.get("/patients/review/").content.decode()
-    assert client.post(f"/patients/review/{review.uuid}/", {"decision": "same"}).status_code == 404
+    assert client.post(f"/patients/review/{review.uuid}/", {"decision": "merge"}).status_code == 404
     review.refresh_from_db()
     assert review.status == ReviewStatus.OPEN
 

@@ -22,7 +22,7 @@ def test_relink_with_a_new_model_merges_and_respects_decisions(world, actor_of, 
     assert first.method == second.method == LinkMethod.NEW
     # A reviewer already said C-1 is not 黄美玲 at B: the relink must not overrule that.
     review_decide(
-        actor=actor_of("consortium_manager"), review=MatchReview.objects.get(identity=second.identity), same_person=False
+        actor=actor_of("consortium_manager"), review=MatchReview.objects.get(identity=second.identity), decision="distinct"
     )
     # A more permissive model: name + birth date now suffice.
     linkage_model_store(parameters=linkage.DEFAULT_PARAMETERS, link_threshold=2.0, review_threshold=-5.0, note="test")

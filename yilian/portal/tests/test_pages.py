@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -12,6 +13,9 @@ from yilian.access.models import AccessAction, AccessGrant, AccessLog, GrantSour
 from yilian.access.services import break_glass_open, break_glass_review, grant_issue, grant_revoke
 from yilian.accounts.actors import Actor
 from yilian.patients.access import access_patient, patients_listed
+from yilian.patients.identities import IdentityData
+from yilian.patients.models import MatchReview
+from yilian.patients.services import identity_ingest
 from yilian.portal.models import ResidentSession
 from yilian.portal.testing import actor, force_resident_login, resident_client, run_portal_matrix
 from yilian.testing.matrix import Endpoint
@@ -284,3 +288,18 @@ def test_demo_prints_a_resident_who_can_sign_in(world) -> None:
     text = out.getvalue()
     assert "http://127.0.0.1:8123/me/" in text
     assert "甄伟" in text and "13800000000" in text and "440781198811110014" in text  # the one staff have read
+
+
+def test_a_review_queue_read_is_labelled_as_such(world, login) -> None:  # type: ignore[no-untyped-def]
+    her = world.patients["at_b"]
+    outcome = identity_ingest(
+        institution=world.c, data=IdentityData(local_id="C-1", name="黄美玲", birth_date=dt.date(1958, 3, 7))
+    )
+    review = MatchReview.objects.get(identity=outcome.identity, candidate=her)
+    assert login("consortium_manager").get(f"/patients/review/{review.uuid}/").status_code == 200
+    client = force_resident_login(her)
+    (row,) = _rows(client.get("/me/access-log/").content.decode())
+    assert "梁主任" in row and "人民医院" in row and "主索引审核：核对重复档案" in row and "档案持有机构" not in row
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    (row,) = _rows(client.get("/me/access-log/").content.decode())
+    assert "Patient index review: checking for duplicate records" in row
