@@ -17,6 +17,7 @@ from typing import Any
 import hl7
 from django.conf import settings
 from django.utils import timezone
+from hl7.parser import create_parse_plan
 
 from yilian.interop.items import IdentityItem, Item, MergeItem, ParseError, RecordItem
 from yilian.interop.values import MAX_MEASUREMENT, bounded, check_id_number, parse_date, parse_datetime, parse_decimal
@@ -151,40 +152,58 @@ def _decode(raw: bytes, header: Header) -> str:
         ) from None
 
 
+class _Message:
+    """A message's segments, split on the encoding characters python-hl7 reads from its MSH
+    (`create_parse_plan`); python-hl7 also unescapes. Splitting a field only when it is read keeps
+    an ORU^R01 at a fraction of a millisecond instead of the ~1.5 ms of building every container."""
+
+    def __init__(self, text: str) -> None:
+        plan = create_parse_plan(text)
+        # "\r", field, repetition, component, subcomponent
+        self.separators: str = plan.separators
+        self.escapes = hl7.Message(esc=plan.esc, separators=plan.separators)
+        self.segments: list[list[str]] = [line.split(self.separators[1]) for line in text.split("\r")]
+
+    def __iter__(self) -> Any:
+        return iter(self.segments)
+
+    def unescape(self, text: str) -> str:
+        return str(self.escapes.unescape(text))
+
+
 class _Segment:
     """Field access by HL7 numbering with unescaping; missing parts are ''."""
 
-    def __init__(self, message: hl7.Message, segment: Any, name: str) -> None:
+    def __init__(self, message: _Message, segment: list[str], name: str) -> None:
         self.message, self.segment, self.name = message, segment, name
 
     def field(self, n: int) -> str:
-        try:
-            return str(self.segment[n])
-        except IndexError:
-            return ""
+        return self.segment[n] if n < len(self.segment) else ""
 
     def repetitions(self, n: int) -> list[list[str]]:
         text = self.field(n)
         if not text:
             return []
-        return [[self.message.unescape(c) for c in rep.split("^")] for rep in text.split("~")]
+        _cr, _field, repetition, component, _sub = self.message.separators
+        unescape = self.message.unescape
+        return [[unescape(c) for c in rep.split(component)] for rep in text.split(repetition)]
 
     def component(self, n: int, c: int = 1, r: int = 1) -> str:
         reps = self.repetitions(n)
         if len(reps) < r or len(reps[r - 1]) < c:
             return ""
-        return reps[r - 1][c - 1].split("&")[0].strip()
+        return reps[r - 1][c - 1].split(self.message.separators[4])[0].strip()
 
 
-def _segments(message: hl7.Message, name: str) -> list[_Segment]:
-    return [_Segment(message, s, name) for s in message.segments(name)] if _has(message, name) else []
+def _segments(message: _Message, name: str) -> list[_Segment]:
+    return [_Segment(message, s, name) for s in message.segments if s[0] == name]
 
 
-def _has(message: hl7.Message, name: str) -> bool:
-    return any(str(s[0]) == name for s in message)
+def _has(message: _Message, name: str) -> bool:
+    return any(s[0] == name for s in message.segments)
 
 
-def _one(message: hl7.Message, name: str, event: str) -> _Segment:
+def _one(message: _Message, name: str, event: str) -> _Segment:
     found = _segments(message, name)
     if not found:
         raise ParseError("", issues=[(name, f"{event} 消息缺少 {name} 段。")], code="structure")
@@ -264,7 +283,7 @@ def _encounter(pv1: _Segment, local_id: str, event: str, control_id: str) -> Rec
     return RecordItem(resource="Encounter", source_id=bounded(visit, 64, "PV1-19"), patient_local_id=local_id, values=values)
 
 
-def _diagnoses(message: hl7.Message, local_id: str, encounter: RecordItem, sent_at: str) -> list[Item]:
+def _diagnoses(message: _Message, local_id: str, encounter: RecordItem, sent_at: str) -> list[Item]:
     """DG1 → Condition: DG1-3 the ICD-10 code, DG1-5 when, DG1-15 = 1 the primary diagnosis; the
     row's id is DG1-20 (diagnosis identifier) or <visit>-DG<set id>."""
     items: list[Item] = []
@@ -295,7 +314,7 @@ def _diagnoses(message: hl7.Message, local_id: str, encounter: RecordItem, sent_
     return items
 
 
-def _results(message: hl7.Message, local_id: str, encounter_id: str) -> list[Item]:
+def _results(message: _Message, local_id: str, encounter_id: str) -> list[Item]:
     items: list[Item] = []
     order: _Segment | None = None
     report_index = 0
@@ -331,7 +350,7 @@ def _results(message: hl7.Message, local_id: str, encounter_id: str) -> list[Ite
         items.extend(observations)
 
     for segment in message:
-        name = str(segment[0])
+        name = segment[0]
         if name == "OBR":
             close()
             report_index += 1
@@ -383,11 +402,11 @@ def parse(raw: bytes) -> Parsed:
     header = read_header(raw)
     text = _decode(raw, header)
     try:
-        message = hl7.parse(text)
+        message = _Message(text.strip())
     except (hl7.ParseException, IndexError, ValueError) as exc:
         raise ParseError(f"HL7 消息结构错误：{str(exc)[:120]}", code="structure") from None
     for segment in message:
-        name = str(segment[0])
+        name = segment[0]
         if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name):
             raise ParseError(f"不是有效的 HL7 段：{name[:20]}", code="structure")
     parsed = Parsed(header=header)
