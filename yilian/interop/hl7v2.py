@@ -184,7 +184,7 @@ class _Segment:
         text = self.field(n)
         if not text:
             return []
-        _cr, _field, repetition, component, _sub = self.message.separators
+        repetition, component = self.message.separators[2], self.message.separators[3]
         unescape = self.message.unescape
         return [[unescape(c) for c in rep.split(component)] for rep in text.split(repetition)]
 
