@@ -486,6 +486,99 @@ def acknowledgement(
     return body.encode(charset or header.charset or "utf-8", errors="replace")
 
 
+# --- The batch protocol (FHS / BHS … BTS / FTS) --------------------------------------------
+
+
+@dataclass
+class Batch:
+    """An HL7 v2 batch as sent: its file and batch headers (fields as text, FHS-n / BHS-n at
+    index n - 1), and each message as its own bytes (segments ending in CR)."""
+
+    file_header: list[str] | None = None
+    batch_header: list[str] | None = None
+    messages: list[bytes] = field(default_factory=list)
+
+    @property
+    def security(self) -> str:
+        """BHS-8 (or FHS-8): the sending institution's API key over MLLP, as MSH-8 for one message."""
+        for header in (self.batch_header, self.file_header):
+            if header is not None and len(header) > 7 and header[7].strip():
+                return header[7].strip()
+        return ""
+
+
+BATCH_SEGMENTS = (b"FHS", b"BHS", b"BTS", b"FTS")
+
+
+def is_batch(raw: bytes) -> bool:
+    """Whether the body is a batch (starts with FHS or BHS) rather than one message."""
+    return _normalise(raw)[:3] in {b"FHS", b"BHS"}
+
+
+def split_batch(raw: bytes) -> Batch:
+    """The messages of a batch, byte-wise (each message is decoded by its own MSH-18 later; CR
+    never occurs inside a UTF-8 or GB 18030 character). Blank lines are skipped."""
+    batch = Batch()
+    current: list[bytes] | None = None
+    for line in _normalise(raw).split(b"\r"):
+        name = line[:3]
+        if not line.strip():
+            continue
+        if name in BATCH_SEGMENTS:
+            current = None
+            if name in {b"FHS", b"BHS"}:
+                separator = line[3:4] or b"|"
+                fields = ["", *(part.decode("latin-1") for part in line.split(separator)[1:])]
+                fields[0] = name.decode()
+                if name == b"FHS":
+                    batch.file_header = fields
+                else:
+                    batch.batch_header = fields
+            continue
+        if name == b"MSH":
+            current = [line]
+            batch.messages.append(b"")
+        elif current is None:
+            raise ParseError(f"批量消息中 {name.decode('latin-1')[:3]} 段出现在 MSH 段之前。", code="structure")
+        else:
+            current.append(line)
+        batch.messages[-1] = b"\r".join(current) + b"\r"
+    if not batch.messages:
+        raise ParseError("批量消息中没有 MSH 消息。", code="structure")
+    return batch
+
+
+def batch_acknowledgement(batch: Batch, acks: list[bytes]) -> bytes:
+    """The answer to a batch: a batch of ACKs in the order of the messages (each in its message's
+    charset), under BHS / BTS (and FHS / FTS when the batch came in a file). BHS-12 and FHS-12
+    name the sender's BHS-11 / FHS-11."""
+    now = timezone.localtime().strftime("%Y%m%d%H%M%S")
+
+    def header(name: str, sent: list[str] | None) -> bytes:
+        sent = sent or []
+
+        def at(n: int) -> str:
+            return re.sub(r"[|^~\\&\r\n]", " ", sent[n - 1]) if len(sent) >= n else ""
+
+        fields = [name, "^~\\&", "YILIAN", "YILIAN", at(3), at(4), now, "", "", "", "ACK" + secrets.token_hex(8), at(11)]
+        return ("|".join(fields) + "\r").encode("ascii", errors="replace")
+
+    out = []
+    if batch.file_header is not None:
+        out.append(header("FHS", batch.file_header))
+    out.append(header("BHS", batch.batch_header or batch.file_header))
+    out += acks
+    out.append(f"BTS|{len(acks)}\r".encode())
+    if batch.file_header is not None:
+        out.append(b"FTS|1\r")
+    return b"".join(out)
+
+
+def split_acknowledgements(answer: bytes) -> list[bytes]:
+    """The ACK messages of a batch answer (for tests and the bench)."""
+    return list(split_batch(answer).messages) if is_batch(answer) else [answer]
+
+
 def ack_code(ack: bytes) -> str:
     """The MSA-1 of an ACK (for tests and the bench)."""
     match = re.search(rb"\rMSA\|([A-Z]{2})\|", ack)
