@@ -50,6 +50,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
 BATCH = int(os.environ.get("BENCH_BATCH", "100"))
 BATCHED_MESSAGES = int(os.environ.get("BENCH_BATCHED_MESSAGES", "5000"))
 BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "2"))
+NEW_PEOPLE = 1_000_000  # serial offset of the batched run: people the single messages did not send
 WORKERS, THREADS = 2, 4
 OBSERVATIONS = (
     ("1558-6", "空腹血糖", "mmol/L", 3.9, 6.1),
@@ -390,11 +391,11 @@ def main() -> None:
         load_hl7 = os.getloadavg()[0]
         log(f"ingest: {MESSAGES} ORU^R01 messages, {CLIENTS} clients")
         hl7 = drive([oru_message(i, "B") for i in range(MESSAGES)], send_hl7, CLIENTS, server=gunicorn.pid)
-        drive([hl7_batch([oru_message(i, "X") for i in range(BATCH)], 0)], send_hl7_batch, 1)  # warm the batch path
+        drive([hl7_batch([oru_message(NEW_PEOPLE // 2 + i, "X") for i in range(BATCH)], 0)], send_hl7_batch, 1)  # warm-up
         load_batch = os.getloadavg()[0]
         log(f"ingest: {BATCHED_MESSAGES} ORU^R01 messages in batches of {BATCH}, {BATCH_CLIENTS} clients")
         batches = [
-            hl7_batch([oru_message(i, "C") for i in range(start, min(start + BATCH, BATCHED_MESSAGES))], start)
+            hl7_batch([oru_message(NEW_PEOPLE + i, "C") for i in range(start, min(start + BATCH, BATCHED_MESSAGES))], start)
             for start in range(0, BATCHED_MESSAGES, BATCH)
         ]
         batched = drive(batches, send_hl7_batch, BATCH_CLIENTS, server=gunicorn.pid)

@@ -176,17 +176,24 @@ class _Segment:
 
     def __init__(self, message: _Message, segment: list[str], name: str) -> None:
         self.message, self.segment, self.name = message, segment, name
+        self._split: dict[int, list[list[str]]] = {}
 
     def field(self, n: int) -> str:
         return self.segment[n] if n < len(self.segment) else ""
 
     def repetitions(self, n: int) -> list[list[str]]:
+        """Field n split into repetitions of unescaped components (split once, then remembered:
+        callers must not change the lists)."""
+        if n in self._split:
+            return self._split[n]
         text = self.field(n)
         if not text:
+            self._split[n] = []
             return []
         repetition, component = self.message.separators[2], self.message.separators[3]
         unescape = self.message.unescape
-        return [[unescape(c) for c in rep.split(component)] for rep in text.split(repetition)]
+        self._split[n] = [[unescape(c) for c in rep.split(component)] for rep in text.split(repetition)]
+        return self._split[n]
 
     def component(self, n: int, c: int = 1, r: int = 1) -> str:
         reps = self.repetitions(n)
