@@ -20,7 +20,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Max
+from django.db.models import Case, Max, Q, Subquery, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -282,16 +282,20 @@ def _scored(values: dict[str, Any], rows: Iterable[dict[str, Any]], model: Activ
 
 
 def _national_id_patient(values: dict[str, Any]) -> Patient | None:
+    """The golden patient a valid national ID already belongs to: the patient of the first identity
+    carrying it, else (patients registered before the index existed have no identity yet) the first
+    live golden patient carrying it. One query, two index scans."""
     if not values["id_number_valid"]:
         return None
     number = values["id_number"]
-    identity = (
-        SourceIdentity.objects.filter(id_number=number, id_number_valid=True).select_related("patient").order_by("id").first()
+    first_identity = Subquery(
+        SourceIdentity.objects.filter(id_number=number, id_number_valid=True).order_by("id").values("patient_id")[:1]
     )
-    if identity is not None:
-        return identity.patient
-    # Golden patients registered before the index existed have no identity yet.
-    return Patient.objects.filter(id_number=number, id_number_valid=True, merged_into__isnull=True).order_by("id").first()
+    return (
+        Patient.objects.filter(Q(pk=first_identity) | Q(id_number=number, id_number_valid=True, merged_into__isnull=True))
+        .order_by(Case(When(pk=first_identity, then=Value(0)), default=Value(1)), "id")
+        .first()
+    )
 
 
 def _new_patient(institution: Institution, values: dict[str, Any]) -> Patient:
