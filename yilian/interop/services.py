@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -188,6 +188,8 @@ def hl7_process(*, message: InboundMessage, actor: Actor | None = None) -> Resul
 # --- HL7 v2: several messages at once (the batch protocol, MLLP blocks that arrive together) ---
 
 
+# Messages per HL7 batch (one transaction applies them): a bigger batch is refused whole (AR).
+MAX_BATCH_MESSAGES = 1000
 BATCH_FIELDS = ["status", "reason", "response", "attempts", "processed_at", "updated_at"]
 
 
@@ -200,6 +202,10 @@ def hl7_receive_batch(*, raw: bytes, channel: str, api_key: ApiKey | None) -> tu
 
     try:
         batch = hl7v2.split_batch(raw)
+        if len(batch.messages) > MAX_BATCH_MESSAGES:
+            raise ParseError(
+                f"一个批量最多 {MAX_BATCH_MESSAGES} 条消息（收到 {len(batch.messages)} 条），请拆分后发送。", code="structure"
+            )
     except ParseError as exc:
         return hl7v2.acknowledgement(None, code="AR", text=exc.message), "utf-8"
     if api_key is None and batch.security:
@@ -358,8 +364,11 @@ def hl7_process_many(*, messages: list[InboundMessage]) -> list[Result]:
                 results[id(ready[refused][0])] = hl7_process(message=ready[refused][0])
                 end = refused + 1
                 break
-            except IntegrityError:
-                # A concurrent delivery wrote one of the same rows first: one by one, each retried as usual.
+            except (IntegrityError, OperationalError) as exc:
+                if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", "") not in {"40P01", "40001"}:
+                    raise
+                # A concurrent delivery wrote one of the same rows first (or took their locks in another
+                # order): one by one, each retried as usual.
                 for one, _header, _items in ready[start:end]:
                     results[id(one)] = hl7_process(message=one)
                 break

@@ -117,6 +117,14 @@ def test_a_broken_batch_is_refused_whole(world: World, b_key: str, client: Clien
     assert not InboundMessage.objects.exists()
 
 
+def test_a_batch_too_big_is_refused_whole(world: World, b_key: str, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "MAX_BATCH_MESSAGES", 2)
+    answer = post(client, b_key, batch(oru(1), oru(2), oru(3)))
+    assert hl7v2.ack_code(answer) == "AR" and "最多 2 条" in answer.decode()
+    assert not InboundMessage.objects.exists()
+    assert codes(post(client, b_key, batch(oru(1), oru(2)))) == ["AA", "AA"]
+
+
 def test_structure_errors_inside_a_batch_are_ar_for_that_message(world: World, b_key: str, client: Client) -> None:
     broken = hl7("ADT^A28", "PID|1||P0005^^^SB^PI||伍^国华\rzz1|x\r", control_id="S1")
     answer = post(client, b_key, batch(oru(1), broken, oru(2)))
