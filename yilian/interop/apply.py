@@ -24,7 +24,7 @@ from yilian.accounts.actors import Actor
 from yilian.interop.items import IdentityItem, Item, MergeItem, RecordItem
 from yilian.organizations.models import Institution
 from yilian.patients.models import SourceIdentity
-from yilian.patients.services import identity_ingest, patient_merge
+from yilian.patients.services import IdentityRowError, identities_ingest, identity_ingest, patient_merge
 from yilian.records import services as records
 from yilian.records.data import (
     ConditionData,
@@ -420,3 +420,101 @@ class Applier:
             % {"merged": item.merged_local_id, "survivor": item.survivor_local_id},
         )
         return Applied("Patient", survivor.patient.uuid, False)
+
+
+# --- Several messages of one sender at once ------------------------------------------------
+
+
+class MessageRefused(Exception):
+    """Message `index` of a batch was refused with `error` (a ValidationError): the caller's
+    transaction rolls back, and the caller applies the messages before it again and that one alone."""
+
+    def __init__(self, index: int, error: ValidationError) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+def apply_messages(*, institution: Institution, messages: Sequence[Sequence[Item]]) -> list[list[Applied]]:
+    """The items of several messages of one sender, with the outcome of applying them message after
+    message (an `Applier` per message) in the caller's transaction, in a few queries for the whole
+    batch: every identity through one `identities_ingest`, every clinical row through one
+    `records_upsert` (encounters first, then each kind in one run). No merges (ADT^A40 goes alone).
+
+    Raises MessageRefused naming a refused message; what was written is the caller's to roll back."""
+    owners: list[int] = []
+    identity_items: list[IdentityItem] = []
+    for index, items in enumerate(messages):
+        for item in items:
+            if isinstance(item, MergeItem):
+                raise ValueError("apply_messages does not merge patients")
+            if isinstance(item, IdentityItem):
+                owners.append(index)
+                identity_items.append(item)
+    try:
+        outcomes = identities_ingest(institution=institution, data=[item.data for item in identity_items])
+    except IdentityRowError as exc:
+        raise MessageRefused(owners[exc.index], exc) from None
+    # Who a message's rows belong to: the identities it sent itself, else one already known (an
+    # earlier message of the batch, or the database), as an Applier would find them.
+    own: list[dict[str, SourceIdentity]] = [{} for _items in messages]
+    introduced: dict[str, tuple[int, SourceIdentity]] = {}
+    for index, outcome in zip(owners, outcomes, strict=True):
+        own[index][outcome.identity.local_id] = outcome.identity
+        introduced.setdefault(outcome.identity.local_id, (index, outcome.identity))
+    wanted = {
+        item.patient_local_id
+        for index, items in enumerate(messages)
+        for item in items
+        if isinstance(item, RecordItem) and item.patient_local_id not in own[index]
+    }
+    stored = (
+        {identity.local_id: identity for identity in SourceIdentity.objects.filter(institution=institution, local_id__in=wanted)}
+        if wanted
+        else {}
+    )
+
+    results: list[list[Applied | None]] = [[] for _items in messages]
+    rows: list[tuple[int, int, RecordItem, records.RecordRow]] = []
+    outcome_of = iter(outcomes)
+    for index, items in enumerate(messages):
+        for item in items:
+            if isinstance(item, IdentityItem):
+                outcome = next(outcome_of)
+                results[index].append(Applied("Patient", outcome.patient.uuid, outcome.created))
+                continue
+            assert isinstance(item, RecordItem)  # noqa: S101 - merges were refused above
+            try:
+                data = build(item, institution)
+                identity = own[index].get(item.patient_local_id) or stored.get(item.patient_local_id)
+                if identity is None and (earlier := introduced.get(item.patient_local_id)) and earlier[0] < index:
+                    identity = earlier[1]
+                if identity is None:
+                    raise ValidationError(
+                        {
+                            "patient": [
+                                _("患者 %(id)s 尚未在本机构登记：请先发送患者信息（Patient / PID）。")
+                                % {"id": item.patient_local_id[:64]}
+                            ]
+                        }
+                    )
+            except ValidationError as exc:
+                raise MessageRefused(index, _located(exc, item)) from None
+            rows.append(
+                (index, len(results[index]), item, records.RecordRow(identity=identity, source_id=_source_id(item), data=data))
+            )
+            results[index].append(None)
+    # Encounters first (the other rows may name one), then each kind in the order it first came:
+    # one run, so one locking read and one INSERT, per kind for the whole batch.
+    rank: dict[type, int] = {}
+    for _index, _position, _item, row in rows:
+        rank.setdefault(type(row.data), 0 if isinstance(row.data, EncounterData) else len(rank) + 1)
+    ordered = sorted(rows, key=lambda entry: rank[type(entry[3].data)])
+    try:
+        upserted = records.records_upsert(institution=institution, rows=[row for *_head, row in ordered])
+    except records.RecordRowError as exc:
+        index, _position, item, _row = ordered[exc.index]
+        raise MessageRefused(index, _located(exc, item)) from None
+    for (index, position, item, _row), done in zip(ordered, upserted, strict=True):
+        results[index][position] = Applied(item.resource, done.record.uuid, done.created)
+    return [[done for done in applied if done is not None] for applied in results]

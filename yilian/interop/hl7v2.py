@@ -17,6 +17,7 @@ from typing import Any
 import hl7
 from django.conf import settings
 from django.utils import timezone
+from hl7.parser import create_parse_plan
 
 from yilian.interop.items import IdentityItem, Item, MergeItem, ParseError, RecordItem
 from yilian.interop.values import MAX_MEASUREMENT, bounded, check_id_number, parse_date, parse_datetime, parse_decimal
@@ -151,40 +152,65 @@ def _decode(raw: bytes, header: Header) -> str:
         ) from None
 
 
+class _Message:
+    """A message's segments, split on the encoding characters python-hl7 reads from its MSH
+    (`create_parse_plan`); python-hl7 also unescapes. Splitting a field only when it is read keeps
+    an ORU^R01 at a fraction of a millisecond instead of the ~1.5 ms of building every container."""
+
+    def __init__(self, text: str) -> None:
+        plan = create_parse_plan(text)
+        # "\r", field, repetition, component, subcomponent
+        self.separators: str = plan.separators
+        self.escapes = hl7.Message(esc=plan.esc, separators=plan.separators)
+        self.segments: list[list[str]] = [line.split(self.separators[1]) for line in text.split("\r")]
+
+    def __iter__(self) -> Any:
+        return iter(self.segments)
+
+    def unescape(self, text: str) -> str:
+        return str(self.escapes.unescape(text))
+
+
 class _Segment:
     """Field access by HL7 numbering with unescaping; missing parts are ''."""
 
-    def __init__(self, message: hl7.Message, segment: Any, name: str) -> None:
+    def __init__(self, message: _Message, segment: list[str], name: str) -> None:
         self.message, self.segment, self.name = message, segment, name
+        self._split: dict[int, list[list[str]]] = {}
 
     def field(self, n: int) -> str:
-        try:
-            return str(self.segment[n])
-        except IndexError:
-            return ""
+        return self.segment[n] if n < len(self.segment) else ""
 
     def repetitions(self, n: int) -> list[list[str]]:
+        """Field n split into repetitions of unescaped components (split once, then remembered:
+        callers must not change the lists)."""
+        if n in self._split:
+            return self._split[n]
         text = self.field(n)
         if not text:
+            self._split[n] = []
             return []
-        return [[self.message.unescape(c) for c in rep.split("^")] for rep in text.split("~")]
+        repetition, component = self.message.separators[2], self.message.separators[3]
+        unescape = self.message.unescape
+        self._split[n] = [[unescape(c) for c in rep.split(component)] for rep in text.split(repetition)]
+        return self._split[n]
 
     def component(self, n: int, c: int = 1, r: int = 1) -> str:
         reps = self.repetitions(n)
         if len(reps) < r or len(reps[r - 1]) < c:
             return ""
-        return reps[r - 1][c - 1].split("&")[0].strip()
+        return reps[r - 1][c - 1].split(self.message.separators[4])[0].strip()
 
 
-def _segments(message: hl7.Message, name: str) -> list[_Segment]:
-    return [_Segment(message, s, name) for s in message.segments(name)] if _has(message, name) else []
+def _segments(message: _Message, name: str) -> list[_Segment]:
+    return [_Segment(message, s, name) for s in message.segments if s[0] == name]
 
 
-def _has(message: hl7.Message, name: str) -> bool:
-    return any(str(s[0]) == name for s in message)
+def _has(message: _Message, name: str) -> bool:
+    return any(s[0] == name for s in message.segments)
 
 
-def _one(message: hl7.Message, name: str, event: str) -> _Segment:
+def _one(message: _Message, name: str, event: str) -> _Segment:
     found = _segments(message, name)
     if not found:
         raise ParseError("", issues=[(name, f"{event} 消息缺少 {name} 段。")], code="structure")
@@ -264,7 +290,7 @@ def _encounter(pv1: _Segment, local_id: str, event: str, control_id: str) -> Rec
     return RecordItem(resource="Encounter", source_id=bounded(visit, 64, "PV1-19"), patient_local_id=local_id, values=values)
 
 
-def _diagnoses(message: hl7.Message, local_id: str, encounter: RecordItem, sent_at: str) -> list[Item]:
+def _diagnoses(message: _Message, local_id: str, encounter: RecordItem, sent_at: str) -> list[Item]:
     """DG1 → Condition: DG1-3 the ICD-10 code, DG1-5 when, DG1-15 = 1 the primary diagnosis; the
     row's id is DG1-20 (diagnosis identifier) or <visit>-DG<set id>."""
     items: list[Item] = []
@@ -295,7 +321,7 @@ def _diagnoses(message: hl7.Message, local_id: str, encounter: RecordItem, sent_
     return items
 
 
-def _results(message: hl7.Message, local_id: str, encounter_id: str) -> list[Item]:
+def _results(message: _Message, local_id: str, encounter_id: str) -> list[Item]:
     items: list[Item] = []
     order: _Segment | None = None
     report_index = 0
@@ -331,7 +357,7 @@ def _results(message: hl7.Message, local_id: str, encounter_id: str) -> list[Ite
         items.extend(observations)
 
     for segment in message:
-        name = str(segment[0])
+        name = segment[0]
         if name == "OBR":
             close()
             report_index += 1
@@ -383,11 +409,11 @@ def parse(raw: bytes) -> Parsed:
     header = read_header(raw)
     text = _decode(raw, header)
     try:
-        message = hl7.parse(text)
+        message = _Message(text.strip())
     except (hl7.ParseException, IndexError, ValueError) as exc:
         raise ParseError(f"HL7 消息结构错误：{str(exc)[:120]}", code="structure") from None
     for segment in message:
-        name = str(segment[0])
+        name = segment[0]
         if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name):
             raise ParseError(f"不是有效的 HL7 段：{name[:20]}", code="structure")
     parsed = Parsed(header=header)
@@ -465,6 +491,99 @@ def acknowledgement(
         segments.append(f"ERR||{location}|{'207' if code == 'AE' else '100'}^{clean[:200]}|{severity}")
     body = "\r".join(segments) + "\r"
     return body.encode(charset or header.charset or "utf-8", errors="replace")
+
+
+# --- The batch protocol (FHS / BHS … BTS / FTS) --------------------------------------------
+
+
+@dataclass
+class Batch:
+    """An HL7 v2 batch as sent: its file and batch headers (fields as text, FHS-n / BHS-n at
+    index n - 1), and each message as its own bytes (segments ending in CR)."""
+
+    file_header: list[str] | None = None
+    batch_header: list[str] | None = None
+    messages: list[bytes] = field(default_factory=list)
+
+    @property
+    def security(self) -> str:
+        """BHS-8 (or FHS-8): the sending institution's API key over MLLP, as MSH-8 for one message."""
+        for header in (self.batch_header, self.file_header):
+            if header is not None and len(header) > 7 and header[7].strip():
+                return header[7].strip()
+        return ""
+
+
+BATCH_SEGMENTS = (b"FHS", b"BHS", b"BTS", b"FTS")
+
+
+def is_batch(raw: bytes) -> bool:
+    """Whether the body is a batch (starts with FHS or BHS) rather than one message."""
+    return _normalise(raw)[:3] in {b"FHS", b"BHS"}
+
+
+def split_batch(raw: bytes) -> Batch:
+    """The messages of a batch, byte-wise (each message is decoded by its own MSH-18 later; CR
+    never occurs inside a UTF-8 or GB 18030 character). Blank lines are skipped."""
+    batch = Batch()
+    current: list[bytes] | None = None
+    for line in _normalise(raw).split(b"\r"):
+        name = line[:3]
+        if not line.strip():
+            continue
+        if name in BATCH_SEGMENTS:
+            current = None
+            if name in {b"FHS", b"BHS"}:
+                separator = line[3:4] or b"|"
+                fields = ["", *(part.decode("latin-1") for part in line.split(separator)[1:])]
+                fields[0] = name.decode()
+                if name == b"FHS":
+                    batch.file_header = fields
+                else:
+                    batch.batch_header = fields
+            continue
+        if name == b"MSH":
+            current = [line]
+            batch.messages.append(b"")
+        elif current is None:
+            raise ParseError(f"批量消息中 {name.decode('latin-1')[:3]} 段出现在 MSH 段之前。", code="structure")
+        else:
+            current.append(line)
+        batch.messages[-1] = b"\r".join(current) + b"\r"
+    if not batch.messages:
+        raise ParseError("批量消息中没有 MSH 消息。", code="structure")
+    return batch
+
+
+def batch_acknowledgement(batch: Batch, acks: list[bytes]) -> bytes:
+    """The answer to a batch: a batch of ACKs in the order of the messages (each in its message's
+    charset), under BHS / BTS (and FHS / FTS when the batch came in a file). BHS-12 and FHS-12
+    name the sender's BHS-11 / FHS-11."""
+    now = timezone.localtime().strftime("%Y%m%d%H%M%S")
+
+    def header(name: str, sent: list[str] | None) -> bytes:
+        sent = sent or []
+
+        def at(n: int) -> str:
+            return re.sub(r"[|^~\\&\r\n]", " ", sent[n - 1]) if len(sent) >= n else ""
+
+        fields = [name, "^~\\&", "YILIAN", "YILIAN", at(3), at(4), now, "", "", "", "ACK" + secrets.token_hex(8), at(11)]
+        return ("|".join(fields) + "\r").encode("ascii", errors="replace")
+
+    out = []
+    if batch.file_header is not None:
+        out.append(header("FHS", batch.file_header))
+    out.append(header("BHS", batch.batch_header or batch.file_header))
+    out += acks
+    out.append(f"BTS|{len(acks)}\r".encode())
+    if batch.file_header is not None:
+        out.append(b"FTS|1\r")
+    return b"".join(out)
+
+
+def split_acknowledgements(answer: bytes) -> list[bytes]:
+    """The ACK messages of a batch answer (for tests and the bench)."""
+    return list(split_batch(answer).messages) if is_batch(answer) else [answer]
 
 
 def ack_code(ack: bytes) -> str:

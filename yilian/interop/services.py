@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -24,9 +24,9 @@ from yilian.accounts.actors import Actor
 from yilian.accounts.models import ApiKey
 from yilian.accounts.roles import Permission
 from yilian.interop import csvimport, hl7v2
-from yilian.interop.apply import Applied, Applier
+from yilian.interop.apply import Applied, Applier, MessageRefused, apply_messages
 from yilian.interop.fhir import mapping
-from yilian.interop.items import Item, ParseError
+from yilian.interop.items import Item, MergeItem, ParseError
 from yilian.interop.models import Channel, ImportJob, ImportKind, ImportStatus, InboundMessage, MessageStatus
 from yilian.organizations.models import Institution
 
@@ -183,6 +183,234 @@ def hl7_process(*, message: InboundMessage, actor: Actor | None = None) -> Resul
     ack = hl7v2.acknowledgement(header, code=code, text=reason, error_location=issues[0][0] if issues else "", charset=charset)
     _finish(message, accepted=False, reason=reason, response=ack.decode(charset, errors="replace"))
     return Result(message, False, issues=issues, response=ack)
+
+
+# --- HL7 v2: several messages at once (the batch protocol, MLLP blocks that arrive together) ---
+
+
+# Messages per HL7 batch (one transaction applies them): a bigger batch is refused whole (AR).
+MAX_BATCH_MESSAGES = 1000
+BATCH_FIELDS = ["status", "reason", "response", "attempts", "processed_at", "updated_at"]
+
+
+def hl7_receive_batch(*, raw: bytes, channel: str, api_key: ApiKey | None) -> tuple[bytes, str]:
+    """An HL7 v2 batch (FHS / BHS … BTS / FTS) → the batch of its ACKs, one per message in order.
+    Each message is kept, answered and dead-lettered on its own, exactly as if it had come alone
+    (`hl7_receive`); the key comes from the HTTP headers or, over MLLP, from BHS-8 / FHS-8 or each
+    MSH-8. Returns the answer and its charset (the messages' own when they share one, else '')."""
+    from yilian.accounts.services import api_key_authenticate
+
+    try:
+        batch = hl7v2.split_batch(raw)
+        if len(batch.messages) > MAX_BATCH_MESSAGES:
+            raise ParseError(
+                f"一个批量最多 {MAX_BATCH_MESSAGES} 条消息（收到 {len(batch.messages)} 条），请拆分后发送。", code="structure"
+            )
+    except ParseError as exc:
+        return hl7v2.acknowledgement(None, code="AR", text=exc.message), "utf-8"
+    if api_key is None and batch.security:
+        api_key = api_key_authenticate(batch.security)
+    answers = hl7_receive_many(raws=batch.messages, channel=channel, api_key=api_key)
+    charsets = {(message.charset if message is not None else "") or "utf-8" for _ack, message in answers}
+    return hl7v2.batch_acknowledgement(batch, [ack for ack, _message in answers]), charsets.pop() if len(charsets) == 1 else ""
+
+
+def hl7_receive_many(*, raws: list[bytes], channel: str, api_key: ApiKey | None) -> list[tuple[bytes, InboundMessage | None]]:
+    """`hl7_receive` for consecutive messages, with the same answers and stored rows, in a few
+    round trips: the messages are kept with one INSERT, and those of one sender applied together
+    (`hl7_process_many`). A content sent twice in the same call is processed once; the second gets
+    the first's answer."""
+    from yilian.accounts.services import api_key_authenticate
+
+    answers: list[tuple[bytes, InboundMessage | None] | None] = [None] * len(raws)
+    keys: dict[str, ApiKey | None] = {}
+    pending: list[tuple[int, ApiKey, bytes, hl7v2.Header | None, str]] = []
+    for position, raw in enumerate(raws):
+        reason = ""
+        header: hl7v2.Header | None
+        try:
+            header = hl7v2.read_header(raw)
+        except ParseError as exc:
+            header, reason = None, exc.message
+        key = api_key
+        if key is None and header is not None and header.security:
+            if header.security not in keys:
+                keys[header.security] = api_key_authenticate(header.security)
+            key = keys[header.security]
+        if key is None:
+            text = _("未认证：请提供有效的机构接口密钥（MSH-8 或 HTTP 请求头）。")
+            answers[position] = (hl7v2.acknowledgement(header, code="AR", text=text), None)
+            continue
+        pending.append((position, key, hl7v2.redact_security(raw), header, reason))
+    stored = _store_many(channel, [(key, raw, header) for _position, key, raw, header, _reason in pending])
+    to_process: list[InboundMessage] = []
+    queued: set[int] = set()
+    later: list[tuple[int, InboundMessage]] = []
+    for (position, _key, _raw, header, reason), (message, created) in zip(pending, stored, strict=True):
+        if id(message) in queued:
+            later.append((position, message))
+            continue
+        if not created and message.status in {MessageStatus.ACCEPTED, MessageStatus.DISCARDED} and message.response:
+            answers[position] = (message.response.encode(message.charset or "utf-8", errors="replace"), message)
+            continue
+        if header is None:
+            ack = hl7v2.acknowledgement(None, code="AR", text=reason)
+            _finish(message, accepted=False, reason=reason, response=ack.decode("utf-8"))
+            answers[position] = (ack, message)
+            continue
+        queued.add(id(message))
+        to_process.append(message)
+        later.append((position, message))
+    results = {id(result.message): result for result in hl7_process_many(messages=to_process)}
+    for position, message in later:
+        result = results[id(message)]
+        answers[position] = (result.response, message)
+    return [answer for answer in answers if answer is not None]
+
+
+def _store_many(channel: str, items: list[tuple[ApiKey, bytes, hl7v2.Header | None]]) -> list[tuple[InboundMessage, bool]]:
+    """`message_store` for several messages: one read of the contents already kept (per sending
+    institution) and one INSERT of the new ones. The same content twice gives the same row."""
+    out: list[tuple[InboundMessage, bool] | None] = [None] * len(items)
+    by_institution: dict[int, list[int]] = {}
+    for position, (key, _raw, _header) in enumerate(items):
+        by_institution.setdefault(key.institution_id, []).append(position)
+    for positions in by_institution.values():
+        institution = items[positions[0]][0].institution
+        content = {position: content_key(channel, items[position][1]) for position in positions}
+        known = {
+            message.content_key: message
+            for message in InboundMessage.objects.filter(institution=institution, content_key__in=set(content.values()))
+        }
+        new: dict[str, InboundMessage] = {}
+        for position in positions:
+            key, raw, header = items[position]
+            found = known.get(content[position])
+            if found is not None:
+                out[position] = (found, False)
+            elif content[position] in new:
+                out[position] = (new[content[position]], False)
+            else:
+                new[content[position]] = InboundMessage(
+                    institution=institution,
+                    api_key=key,
+                    channel=channel,
+                    kind=(header.message_type if header else "")[:40],
+                    control_id=(header.control_id if header else "")[:64],
+                    charset=(header.charset if header else "")[:20],
+                    raw=raw,
+                    content_key=content[position],
+                )
+                out[position] = (new[content[position]], True)
+        try:
+            InboundMessage.objects.bulk_create(list(new.values()))
+        except IntegrityError:
+            # A concurrent delivery of one of them stored it first: one by one, as message_store does.
+            for position in positions:
+                key, raw, header = items[position]
+                out[position] = message_store(
+                    institution=institution,
+                    api_key=key,
+                    channel=channel,
+                    raw=raw,
+                    kind=header.message_type if header else "",
+                    control_id=header.control_id if header else "",
+                    charset=header.charset if header else "",
+                )
+    return [stored for stored in out if stored is not None]
+
+
+def hl7_process_many(*, messages: list[InboundMessage]) -> list[Result]:
+    """`hl7_process` for several stored messages, with the same outcome for each: the messages of
+    one sender are applied together in one transaction (`apply.apply_messages`). When one is refused
+    the transaction rolls back, the messages before it are applied together again, the refused one
+    goes through `hl7_process` alone (so its NAK and dead letter are what it would have got alone),
+    and the rest continue together. ADT^A40 (a merge) always goes alone. One result per message, in order."""
+    results: dict[int, Result] = {}
+    ready: list[tuple[InboundMessage, hl7v2.Header, list[Item]]] = []
+    for message in messages:
+        raw = bytes(message.raw)
+        try:
+            header = hl7v2.read_header(raw)
+            items = hl7v2.parse(raw).items
+        except ParseError:
+            results[id(message)] = hl7_process(message=message)  # refused again there, with its AR / AE
+            continue
+        ready.append((message, header, items))
+    start = 0
+    while start < len(ready):
+        message = ready[start][0]
+        end = start
+        while (
+            end < len(ready)
+            and ready[end][0].institution_id == message.institution_id
+            and not any(isinstance(item, MergeItem) for item in ready[end][2])
+        ):
+            end += 1
+        if end == start:
+            results[id(message)] = hl7_process(message=message)
+            start += 1
+            continue
+        while end > start:
+            try:
+                for result in _apply_together(ready[start:end]):
+                    results[id(result.message)] = result
+                break
+            except MessageRefused as exc:
+                refused = start + exc.index
+                if refused > start:
+                    end = refused  # the ones before it, together; then it alone
+                    continue
+                results[id(ready[refused][0])] = hl7_process(message=ready[refused][0])
+                end = refused + 1
+                break
+            except (IntegrityError, OperationalError) as exc:
+                if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", "") not in {"40P01", "40001"}:
+                    raise
+                # A concurrent delivery wrote one of the same rows first (or took their locks in another
+                # order): one by one, each retried as usual.
+                for one, _header, _items in ready[start:end]:
+                    results[id(one)] = hl7_process(message=one)
+                break
+        start = end
+    return [results[id(message)] for message in messages]
+
+
+def _save_outcomes(messages: list[InboundMessage]) -> None:
+    """Save what `_apply_together` set on accepted messages in one statement. On PostgreSQL an
+    UPDATE … FROM (VALUES …): Django's bulk_update builds a CASE per field and row, which cost more
+    CPU than applying the messages."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        InboundMessage.objects.bulk_update(messages, BATCH_FIELDS)
+        return
+    first = messages[0]
+    table = connection.ops.quote_name(InboundMessage._meta.db_table)
+    values = ", ".join(["(%s::bigint, %s::text, %s::integer)"] * len(messages))
+    sql = (
+        f"UPDATE {table} AS m SET status = %s, reason = %s, response = v.response, attempts = v.attempts, "  # noqa: S608 - table name only
+        f"processed_at = %s, updated_at = %s FROM (VALUES {values}) AS v(id, response, attempts) WHERE m.id = v.id"
+    )
+    parameters: list[Any] = [first.status, first.reason, first.processed_at, first.updated_at]
+    for message in messages:
+        parameters += [message.pk, message.response, message.attempts]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+
+
+def _apply_together(ready: list[tuple[InboundMessage, hl7v2.Header, list[Item]]]) -> list[Result]:
+    with transaction.atomic():
+        applied = apply_messages(institution=ready[0][0].institution, messages=[items for _message, _header, items in ready])
+        now = timezone.now()
+        acks = [hl7v2.acknowledgement(header, code="AA", text=_("已接收")) for _message, header, _items in ready]
+        for (message, header, _items), ack in zip(ready, acks, strict=True):
+            message.status, message.reason = MessageStatus.ACCEPTED, ""
+            message.response = ack.decode(header.charset, errors="replace")
+            message.attempts += 1
+            message.processed_at = message.updated_at = now
+        messages = [entry[0] for entry in ready]
+        _save_outcomes(messages)
+    return [Result(message, True, applied=done, response=ack) for message, done, ack in zip(messages, applied, acks, strict=True)]
 
 
 # --- FHIR ----------------------------------------------------------------------------------

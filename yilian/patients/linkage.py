@@ -33,6 +33,7 @@ _TRADITIONAL = str.maketrans(
 )
 
 
+@lru_cache(maxsize=262144)
 def normalise_name(name: str) -> str:
     """Full-width to half-width, no spaces or middle dots, traditional forms folded to simplified."""
     folded = unicodedata.normalize("NFKC", name or "")
@@ -124,7 +125,7 @@ def compare_birth_date(a: Record, b: Record) -> int | None:
         return None
     if a.birth_date == b.birth_date:
         return 2
-    sa, sb = a.birth_date.strftime("%Y%m%d"), b.birth_date.strftime("%Y%m%d")
+    sa, sb = _date_digits(a.birth_date), _date_digits(b.birth_date)
     if jellyfish.damerau_levenshtein_distance(sa, sb) <= 1:
         return 1
     if a.birth_date.year == b.birth_date.year and (a.birth_date.month, a.birth_date.day) == (
@@ -133,6 +134,15 @@ def compare_birth_date(a: Record, b: Record) -> int | None:
     ):
         return 1
     return 0
+
+
+@lru_cache(maxsize=65536)
+def _date_digits(date: dt.date) -> str:
+    return date.strftime("%Y%m%d")
+
+
+# Every candidate pair checks both numbers: the same few numbers, over and over.
+_valid_national_id = lru_cache(maxsize=262144)(is_valid_national_id)
 
 
 def compare_sex(a: Record, b: Record) -> int | None:
@@ -149,7 +159,7 @@ def compare_id_number(a: Record, b: Record) -> int | None:
         return None
     if ia == ib:
         return 3
-    valid = is_valid_national_id(ia) and is_valid_national_id(ib)
+    valid = _valid_national_id(ia) and _valid_national_id(ib)
     if not valid and jellyfish.damerau_levenshtein_distance(ia, ib) <= 1:
         return 2
     return 0 if valid else 1

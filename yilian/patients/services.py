@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Max
+from django.db.models import Case, Max, Q, Subquery, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -199,6 +199,13 @@ def identity_candidates(
     identity with the active model (or `model`, the one the caller has just read), the best
     identity of each patient standing for it."""
     model = model or linkage_model_active()
+    return _scored(values, _candidate_rows(values, exclude_patient=exclude_patient), model)
+
+
+_CANDIDATE_FIELDS = ("pk", "patient_id", "name", "sex", "birth_date", "id_number", "phone", "town")
+
+
+def _candidate_rows(values: dict[str, Any], *, exclude_patient: int | None = None) -> Iterable[dict[str, Any]]:
     record = _record(values)
     name_key = linkage.name_pinyin(record.name)
     phone = linkage.phone_key(record.phone)
@@ -216,13 +223,54 @@ def identity_candidates(
         blocks.append(base.filter(name_key=name_key, town=record.town))
     if record.birth_date and record.town:
         blocks.append(base.filter(birth_date=record.birth_date, town=record.town))
-    fields = ("pk", "patient_id", "name", "sex", "birth_date", "id_number", "phone", "town")
-    parts = [block.values(*fields)[:BLOCK_LIMIT] for block in blocks]
+    parts = [block.values(*_CANDIDATE_FIELDS)[:BLOCK_LIMIT] for block in blocks]
     rows: Iterable[dict[str, Any]] = itertools.chain.from_iterable(parts)
     if len(parts) > 1 and connections[parts[0].db].features.supports_slicing_ordering_in_compound:
         # One round trip: UNION ALL of the blocks, each still an index scan with its own limit.
         rows = parts[0].union(*parts[1:], all=True)
-    seen: dict[int, dict[str, Any]] = {}
+    return rows
+
+
+def _candidate_rows_many(many: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`_candidate_rows` of several identities: on PostgreSQL in one round trip (each identity's
+    blocks as a LATERAL subquery of UNION ALL, every block an index scan with its own limit)."""
+    connection = connections[SourceIdentity.objects.db]
+    if connection.vendor != "postgresql" or len(many) < 2:
+        return [list(_candidate_rows(values)) for values in many]
+    keys: list[Any] = []
+    for position, values in enumerate(many):
+        record = _record(values)
+        name_key = linkage.name_pinyin(record.name)
+        keys += [position, record.id_number, linkage.phone_key(record.phone), name_key, record.birth_date, record.town]
+    columns = ", ".join(f"t.{c}" for c in ("id", "patient_id", "name", "sex", "birth_date", "id_number", "phone", "town"))
+    table = connection.ops.quote_name(SourceIdentity._meta.db_table)
+    blocks = (
+        "k.id_number <> '' AND t.id_number = k.id_number",
+        "k.phone_key <> '' AND t.phone_key = k.phone_key",
+        "k.name_key <> '' AND t.name_key = k.name_key AND t.birth_date = k.birth_date",
+        "k.name_key <> '' AND k.town <> '' AND t.name_key = k.name_key AND t.town = k.town",
+        "k.town <> '' AND t.birth_date = k.birth_date AND t.town = k.town",
+    )
+    lateral = " UNION ALL ".join(
+        f"(SELECT {columns} FROM {table} t WHERE {where} LIMIT {BLOCK_LIMIT})"  # noqa: S608 - fixed SQL, values are parameters
+        for where in blocks
+    )
+    rows_sql = ", ".join(["(%s::integer, %s::text, %s::text, %s::text, %s::date, %s::text)"] * len(many))
+    sql = (
+        f"SELECT k.position, s.* FROM (VALUES {rows_sql}) AS k(position, id_number, phone_key, name_key, birth_date, town) "  # noqa: S608 - table name and fixed SQL only; values are parameters
+        f"CROSS JOIN LATERAL ({lateral}) AS s"
+    )
+    out: list[list[dict[str, Any]]] = [[] for _values in many]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, keys)
+        for position, *row in cursor.fetchall():
+            out[position].append(dict(zip(_CANDIDATE_FIELDS, row, strict=True)))
+    return out
+
+
+def _scored(values: dict[str, Any], rows: Iterable[dict[str, Any]], model: ActiveModel) -> list[Candidate]:
+    record = _record(values)
+    seen: dict[Any, dict[str, Any]] = {}
     for row in rows:
         seen.setdefault(row["pk"], row)
     best: dict[int, Candidate] = {}
@@ -235,16 +283,20 @@ def identity_candidates(
 
 
 def _national_id_patient(values: dict[str, Any]) -> Patient | None:
+    """The golden patient a valid national ID already belongs to: the patient of the first identity
+    carrying it, else (patients registered before the index existed have no identity yet) the first
+    live golden patient carrying it. One query, two index scans."""
     if not values["id_number_valid"]:
         return None
     number = values["id_number"]
-    identity = (
-        SourceIdentity.objects.filter(id_number=number, id_number_valid=True).select_related("patient").order_by("id").first()
+    first_identity = Subquery(
+        SourceIdentity.objects.filter(id_number=number, id_number_valid=True).order_by("id").values("patient_id")[:1]
     )
-    if identity is not None:
-        return identity.patient
-    # Golden patients registered before the index existed have no identity yet.
-    return Patient.objects.filter(id_number=number, id_number_valid=True, merged_into__isnull=True).order_by("id").first()
+    return (
+        Patient.objects.filter(Q(pk=first_identity) | Q(id_number=number, id_number_valid=True, merged_into__isnull=True))
+        .order_by(Case(When(pk=first_identity, then=Value(0)), default=Value(1)), "id")
+        .first()
+    )
 
 
 def _new_patient(institution: Institution, values: dict[str, Any]) -> Patient:
@@ -338,6 +390,218 @@ def _open_reviews(identity: SourceIdentity, candidates: Iterable[Candidate]) -> 
             candidate_id=candidate.patient_id,
             defaults={"score": min(candidate.score, 99.0), "comparison": dict(candidate.levels)},
         )
+
+
+class IdentityRowError(ValidationError):
+    """A ValidationError of the identity at `index` of an `identities_ingest` call (nothing was written)."""
+
+    def __init__(self, index: int, error: ValidationError) -> None:
+        super().__init__(error.error_dict if hasattr(error, "error_dict") else error.error_list)
+        self.index = index
+
+
+def identities_ingest(*, institution: Institution, data: Sequence[IdentityData]) -> list[IdentityOutcome]:
+    """`identity_ingest` for several identities of one sender (a batch of HL7 messages), with the
+    outcome of one call per identity in order, in a few queries for the whole list: an identity met
+    earlier in the list is found by the later ones by its local id, its national ID and its blocking
+    keys. New identities and unchanged known ones go in bulk; when a known identity's demographics
+    change, the list is ingested one by one (still in one transaction). Refused input raises
+    IdentityRowError naming the first refused identity, before anything is written; a concurrent
+    insert of the same identity raises IntegrityError (the caller may go one by one then)."""
+    cleaned = []
+    for index, item in enumerate(data):
+        try:
+            cleaned.append(_clean(item))
+        except ValidationError as exc:
+            raise IdentityRowError(index, exc) from None
+    if not cleaned:
+        return []
+    with transaction.atomic():
+        return _ingest_many(institution, cleaned)
+
+
+def _blocked_together(values: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether an identity of this batch falls in one of `values`' blocks (see `_candidate_rows`)."""
+    if values["id_number"] and row["id_number"] == values["id_number"]:
+        return True
+    if row["phone_key"] and row["phone_key"] == linkage.phone_key(values["phone"]):
+        return True
+    name_key = linkage.name_pinyin(values["name"])
+    if name_key and row["name_key"] == name_key and values["birth_date"] and row["birth_date"] == values["birth_date"]:
+        return True
+    if name_key and values["town"] and row["name_key"] == name_key and row["town"] == values["town"]:
+        return True
+    return bool(
+        values["birth_date"] and values["town"] and row["birth_date"] == values["birth_date"] and row["town"] == values["town"]
+    )
+
+
+def _ingest_many(institution: Institution, cleaned: list[dict[str, Any]]) -> list[IdentityOutcome]:
+    now = timezone.now()
+    known = {
+        identity.local_id: identity
+        for identity in SourceIdentity.objects.select_for_update()
+        .select_related("patient")
+        .filter(institution=institution, local_id__in={values["local_id"] for values in cleaned})
+    }
+    # Which identities are new, and whether any known one changes (then one by one, as identity_ingest).
+    first_values: dict[str, dict[str, Any]] = {}
+    for values in cleaned:
+        local_id = values["local_id"]
+        earlier = known.get(local_id)
+        if earlier is not None:
+            if any(getattr(earlier, f) != values[f] for f in _DEMOGRAPHICS):
+                return [_ingest(institution, values) for values in cleaned]
+        elif local_id in first_values:
+            if any(first_values[local_id][f] != values[f] for f in _DEMOGRAPHICS):
+                return [_ingest(institution, values) for values in cleaned]
+        else:
+            first_values[local_id] = values
+
+    numbers = {values["id_number"] for values in first_values.values() if values["id_number_valid"]}
+    by_number: dict[str, Patient] = {}
+    patients_by_number: dict[str, Patient] = {}
+    if numbers:
+        for identity in (
+            SourceIdentity.objects.filter(id_number__in=numbers, id_number_valid=True).select_related("patient").order_by("id")
+        ):
+            by_number.setdefault(identity.id_number, identity.patient)
+        if rest := numbers - by_number.keys():
+            for patient in Patient.objects.filter(id_number__in=rest, id_number_valid=True, merged_into__isnull=True).order_by(
+                "id"
+            ):
+                patients_by_number.setdefault(patient.id_number, patient)
+    # The new identities that no national ID links: they are blocked and scored.
+    blocked: list[dict[str, Any]] = []
+    numbers_met = set(by_number) | set(patients_by_number)
+    for values in first_values.values():
+        if values["id_number_valid"] and values["id_number"] in numbers_met:
+            continue
+        if values["id_number_valid"]:
+            numbers_met.add(values["id_number"])
+        blocked.append(values)
+    model = linkage_model_active()
+    rows_of = {id(values): rows for values, rows in zip(blocked, _candidate_rows_many(blocked), strict=True)}
+    open_reviews = set(
+        MatchReview.objects.filter(identity__in=list(known.values()), status=ReviewStatus.OPEN).values_list(
+            "identity_id", flat=True
+        )
+        if known
+        else []
+    )
+
+    # Patients of this batch get stand-in ids (negative) until they are inserted.
+    new_patients: dict[int, Patient] = {}
+    batch_rows: list[dict[str, Any]] = []
+    batch_numbers: dict[str, int] = {}
+    created: dict[str, tuple[SourceIdentity, int, list[Candidate]]] = {}
+    linked_to: dict[str, int] = {}
+    outcomes: list[tuple[str, dict[str, Any]] | IdentityOutcome] = []
+    for values in cleaned:
+        local_id = values["local_id"]
+        if local_id in known:
+            identity = known[local_id]
+            outcomes.append(
+                IdentityOutcome(
+                    identity=identity,
+                    patient=identity.patient,
+                    created=False,
+                    method=identity.link_method,
+                    needs_review=identity.pk in open_reviews,
+                )
+            )
+            continue
+        if local_id in created:
+            outcomes.append((local_id, values))  # sent twice in the batch, unchanged: the first outcome, not new
+            continue
+        identity = SourceIdentity(institution=institution, linked_at=now, **{f: values[f] for f in ("local_id", *_DEMOGRAPHICS)})
+        _keys(identity)
+        reviews: list[Candidate] = []
+        number = values["id_number"] if values["id_number_valid"] else ""
+        national = by_number.get(number) or patients_by_number.get(number) if number else None
+        patient_key = (by_number[number].pk if number in by_number else batch_numbers.get(number)) if number else None
+        if patient_key is None and national is not None:
+            patient_key = national.pk
+        if patient_key is not None:
+            identity.link_method, identity.link_score = LinkMethod.NATIONAL_ID, None
+        else:
+            rows = [*rows_of.get(id(values), []), *(row for row in batch_rows if _blocked_together(values, row))]
+            candidates = _scored(values, rows, model)
+            if candidates and candidates[0].score >= model.link_threshold:
+                patient_key = candidates[0].patient_id
+                identity.link_method, identity.link_score = LinkMethod.PROBABILISTIC, candidates[0].score
+            else:
+                patient_key = -(len(new_patients) + 1)
+                new_patients[patient_key] = Patient(
+                    home_institution=institution, **{f: values[f] for f in _DEMOGRAPHICS if hasattr(Patient, f)}
+                )
+                identity.link_method = LinkMethod.NEW
+                identity.link_score = candidates[0].score if candidates else None
+                reviews = [c for c in candidates if c.score >= model.review_threshold][:MAX_REVIEWS_PER_IDENTITY]
+        created[local_id] = (identity, patient_key, reviews)
+        linked_to[local_id] = patient_key
+        if number:
+            batch_numbers.setdefault(number, patient_key)
+        batch_rows.append(
+            {
+                "pk": f"new:{local_id}",
+                "patient_id": patient_key,
+                "name_key": identity.name_key,
+                "phone_key": identity.phone_key,
+                **{f: values[f] for f in ("name", "sex", "birth_date", "id_number", "phone", "town")},
+            }
+        )
+        outcomes.append((local_id, values))
+
+    Patient.objects.bulk_create(list(new_patients.values()))
+    patients: dict[int, Patient] = {patient.pk: patient for patient in [*by_number.values(), *patients_by_number.values()]}
+    wanted = {key for key in linked_to.values() if key > 0}
+    wanted |= {c.patient_id for _identity, _key, reviews in created.values() for c in reviews if c.patient_id > 0}
+    if wanted := wanted - patients.keys():
+        patients.update(Patient.objects.in_bulk(wanted))
+    patients.update(new_patients)
+    for identity, key, _reviews in created.values():
+        identity.patient = patients[key]
+    SourceIdentity.objects.bulk_create([identity for identity, _key, _reviews in created.values()])
+    IdentityLinkEvent.objects.bulk_create(
+        [
+            IdentityLinkEvent(
+                identity=identity,
+                to_patient=identity.patient,
+                method=identity.link_method,
+                score=identity.link_score,
+                actor_name=str(institution)[:60],
+            )
+            for identity, _key, _reviews in created.values()
+        ]
+    )
+    MatchReview.objects.bulk_create(
+        [
+            MatchReview(identity=identity, candidate=patients[c.patient_id], score=min(c.score, 99.0), comparison=dict(c.levels))
+            for identity, _key, reviews in created.values()
+            for c in reviews
+        ]
+    )
+    result: list[IdentityOutcome] = []
+    seen: set[str] = set()
+    for outcome in outcomes:
+        if isinstance(outcome, IdentityOutcome):
+            result.append(outcome)
+            continue
+        local_id, _values = outcome
+        identity, _key, reviews = created[local_id]
+        first = local_id not in seen
+        seen.add(local_id)
+        result.append(
+            IdentityOutcome(
+                identity=identity,
+                patient=identity.patient,
+                created=first,
+                method=identity.link_method,
+                needs_review=bool(reviews),
+            )
+        )
+    return result
 
 
 # --- merge and unmerge ---------------------------------------------------------------------------
