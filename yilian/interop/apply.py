@@ -517,4 +517,8 @@ def apply_messages(*, institution: Institution, messages: Sequence[Sequence[Item
         raise MessageRefused(index, _located(exc, item)) from None
     for (index, position, item, _row), done in zip(ordered, upserted, strict=True):
         results[index][position] = Applied(item.resource, done.record.uuid, done.created)
+    # A visit or admission here may be a referred patient arriving (双向转诊): one query per batch.
+    arrived = {row.identity.patient_id for *_head, row in ordered if isinstance(row.data, EncounterData)}
+    if arrived:
+        referrals_mark_arrived(patient_ids=arrived, institution_id=institution.pk)
     return [[done for done in applied if done is not None] for applied in results]
