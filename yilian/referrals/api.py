@@ -54,8 +54,8 @@ from yilian.referrals.access import (
     referrals_visible_to,
 )
 from yilian.referrals.models import (
-    DiseaseArea,
     Direction,
+    DiseaseArea,
     FollowUpStatus,
     FollowUpTask,
     Referral,
@@ -196,39 +196,30 @@ class ReferralDetailOut(ReferralOut):
     events: list[EventOut]
     follow_ups: list[FollowUpOut]
 
+    @staticmethod
+    def resolve_booking_id(obj: Referral) -> UUID | None:
+        return obj.booking.uuid if obj.booking is not None else None
 
-def _detail(request: HttpRequest, actor: Actor, key: UUID) -> dict[str, Any]:
+    @staticmethod
+    def resolve_bed_reservation_id(obj: Referral) -> UUID | None:
+        return obj.bed_reservation.uuid if obj.bed_reservation is not None else None
+
+    @staticmethod
+    def resolve_events(obj: Referral) -> list[ReferralEvent]:
+        return list(obj.events.select_related("user", "institution"))
+
+    @staticmethod
+    def resolve_follow_ups(obj: Referral) -> list[FollowUpTask]:
+        return list(obj.follow_ups.select_related("referral", "patient", "institution", "responsible"))
+
+
+def _detail(request: HttpRequest, actor: Actor, key: UUID) -> Referral:
     """One referral as the actor may see it, with its history; the patient shown is logged."""
     referral = access_referral(actor, key)
     patients_listed(actor, [referral.patient], path=request.path)
-    body = ReferralOut.from_orm(referral).dict()
-    body.update(
-        consortium=referral.consortium,
-        reason=referral.reason,
-        clinical_summary=referral.clinical_summary,
-        criteria=referral.criteria,
-        required_capability=referral.required_capability,
-        wanted_from=referral.wanted_from,
-        wanted_to=referral.wanted_to,
-        share_scope=referral.share_scope,
-        escalated_at=referral.escalated_at,
-        accepted_at=referral.accepted_at,
-        receiver_note=referral.receiver_note,
-        booking_id=referral.booking.uuid if referral.booking is not None else None,
-        bed_reservation_id=referral.bed_reservation.uuid if referral.bed_reservation is not None else None,
-        instructions=referral.instructions,
-        arrived_at=referral.arrived_at,
-        arrival_source=referral.arrival_source,
-        completed_at=referral.completed_at,
-        result_summary=referral.result_summary,
-        ended_at=referral.ended_at,
-        end_reason=referral.end_reason,
-        is_sender=is_sender(actor, referral),
-        is_receiver=is_receiver(actor, referral),
-        events=list(referral.events.select_related("user", "institution")),
-        follow_ups=list(referral.follow_ups.select_related("referral", "patient", "institution", "responsible")),
-    )
-    return body
+    referral.is_sender = is_sender(actor, referral)  # type: ignore[attr-defined]
+    referral.is_receiver = is_receiver(actor, referral)  # type: ignore[attr-defined]
+    return referral
 
 
 # --- lists and one referral ------------------------------------------------------------------------
@@ -305,8 +296,10 @@ def _patient_field(actor: Actor, key: UUID, request: HttpRequest) -> Any:
 
 
 @router.post("/referrals", response={201: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_create(request: HttpRequest, payload: ReferralIn) -> Status[dict[str, Any]]:
-    """发起转诊：为可查看的居民转往同一医联体内符合分级的机构，并为接收方开通有期限的档案授权。同一居民同一方向已有未结束的转诊单返回 409。"""
+def referral_create(request: HttpRequest, payload: ReferralIn) -> Status[Referral]:
+    """发起转诊：为可查看的居民转往同一医联体内符合分级的机构，并为接收方开通有期限的档案授权。
+
+    同一居民同一方向已有未结束的转诊单返回 409。"""
     actor = actor_of(request)
     _require_clinical(actor)
     patient = _patient_field(actor, payload.patient, request)
@@ -588,7 +581,7 @@ def deadline_put(request: HttpRequest, consortium: UUID, urgency: Urgency, paylo
 
 
 @router.get("/referrals/{id}", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_detail(request: HttpRequest, id: UUID) -> dict[str, Any]:
+def referral_detail(request: HttpRequest, id: UUID) -> Referral:
     """转诊单详情，含流转记录与随访任务。本次查看记入访问日志。"""
     actor = actor_of(request)
     _require_clinical(actor)
@@ -640,8 +633,10 @@ class AcceptIn(BookingChoice):
 
 
 @router.post("/referrals/{id}/accept", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_accept(request: HttpRequest, id: UUID, payload: AcceptIn) -> dict[str, Any]:
-    """接收转诊（接收方）：可同时预约号源或床位（即为已预约）、填写就诊须知并安排随访任务。号源约满或床位不可用返回 409/422，且不做任何改动。"""
+def referral_accept(request: HttpRequest, id: UUID, payload: AcceptIn) -> Referral:
+    """接收转诊（接收方）：可同时预约号源或床位（即为已预约）、填写就诊须知并安排随访任务。
+
+    号源约满或床位不可用返回 409/422，且不做任何改动。"""
     actor = actor_of(request)
     _require_clinical(actor)
     referral = access_referral(actor, id)
@@ -660,7 +655,7 @@ def referral_accept(request: HttpRequest, id: UUID, payload: AcceptIn) -> dict[s
 
 
 @router.post("/referrals/{id}/schedule", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_schedule(request: HttpRequest, id: UUID, payload: BookingChoice) -> dict[str, Any]:
+def referral_schedule(request: HttpRequest, id: UUID, payload: BookingChoice) -> Referral:
     """预约（或改约）已接收转诊单的号源或床位（接收方）。新号源约到后才退回原号源。"""
     actor = actor_of(request)
     _require_clinical(actor)
@@ -677,7 +672,7 @@ class ReasonIn(InputSchema):
 
 
 @router.post("/referrals/{id}/reject", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_reject(request: HttpRequest, id: UUID, payload: ReasonIn) -> dict[str, Any]:
+def referral_reject(request: HttpRequest, id: UUID, payload: ReasonIn) -> Referral:
     """拒绝转诊（接收方，须填写原因）：授权随即结束，转出方收到通知。"""
     actor = actor_of(request)
     _require_clinical(actor)
@@ -686,7 +681,7 @@ def referral_reject(request: HttpRequest, id: UUID, payload: ReasonIn) -> dict[s
 
 
 @router.post("/referrals/{id}/cancel", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_cancel(request: HttpRequest, id: UUID, payload: ReasonIn) -> dict[str, Any]:
+def referral_cancel(request: HttpRequest, id: UUID, payload: ReasonIn) -> Referral:
     """撤销转诊（转出方，患者到诊前）：号源或床位退回，授权结束。"""
     actor = actor_of(request)
     _require_clinical(actor)
@@ -695,7 +690,7 @@ def referral_cancel(request: HttpRequest, id: UUID, payload: ReasonIn) -> dict[s
 
 
 @router.post("/referrals/{id}/arrive", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_arrive(request: HttpRequest, id: UUID) -> dict[str, Any]:
+def referral_arrive(request: HttpRequest, id: UUID) -> Referral:
     """确认患者到诊（接收方；接入数据显示就诊时会自动确认）。"""
     actor = actor_of(request)
     _require_clinical(actor)
@@ -708,7 +703,7 @@ class CompleteIn(InputSchema):
 
 
 @router.post("/referrals/{id}/complete", response={200: ReferralDetailOut, ERRORS: ErrorOut})
-def referral_complete(request: HttpRequest, id: UUID, payload: CompleteIn) -> dict[str, Any]:
+def referral_complete(request: HttpRequest, id: UUID, payload: CompleteIn) -> Referral:
     """完成转诊（接收方）：回传诊疗结果或出院小结；下转单须先有随访任务。"""
     actor = actor_of(request)
     _require_clinical(actor)

@@ -36,9 +36,9 @@ from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
 from yilian.notifications.sms import sms_send
 from yilian.organizations.models import (
+    Capability,
     Consortium,
     ConsortiumMembership,
-    Capability,
     Department,
     Institution,
     InstitutionCapability,
