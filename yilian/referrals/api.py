@@ -486,7 +486,9 @@ class CriterionPatch(PatchSchema):
     direction: Direction | None = None
     urgency: Urgency | None = None
     text: str | None = Field(None, min_length=1, max_length=max_length_of(ReferralCriterion, "text"))
-    required_capability: Capability | Literal[""] | None = Field(None, description="空字符串：不要求")
+    required_capability: str | None = Field(
+        None, max_length=max_length_of(ReferralCriterion, "required_capability"), description="能力代码，如 pci；空字符串：不要求"
+    )
     position: int | None = Field(None, ge=0, le=1000)
     is_active: bool | None = None
 

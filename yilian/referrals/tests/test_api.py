@@ -274,6 +274,9 @@ def test_a_consortium_manager_edits_the_catalogue_of_the_consortium_it_leads(wor
     assert edited.status_code == 200 and edited.json()["text"] == "糖化血红蛋白 ≥ 10%"
     assert _post(manager, f"{URL}/criteria/{key}", {"text": None}, method="patch").status_code == 422
     assert _post(manager, f"{URL}/criteria/{key}", {"position": 10**9}, method="patch").status_code == 422
+    assert _post(manager, f"{URL}/criteria/{key}", {"required_capability": "warp"}, method="patch").status_code == 422
+    capability = _post(manager, f"{URL}/criteria/{key}", {"required_capability": "pci"}, method="patch")
+    assert capability.status_code == 200 and capability.json()["required_capability"] == "pci"
     assert _post(manager, f"{URL}/criteria/{key}/deactivate").json()["is_active"] is False
     listed = login("township_clinician").get(f"{URL}/criteria", {"disease": "diabetes", "direction": "up"}).json()
     assert key not in [c["id"] for c in listed["items"]]
