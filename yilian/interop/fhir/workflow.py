@@ -309,6 +309,7 @@ BOOKING_RELATED = ("slot__schedule__institution", "patient", "booked_by", "for_i
 
 
 def _referrals(actor: Actor) -> QuerySet[Referral]:
+    queryset: QuerySet[Referral]
     if actor.api_key is not None:
         held = holding_institution_ids(actor.api_key.institution)
         queryset = Referral.objects.filter(Q(sender_institution__in=held) | Q(destination_institution__in=held))
@@ -716,14 +717,14 @@ def service_request_create(key_actor: Actor, resource: Any) -> Written:
         message = _("须指明接收机构（performer: Organization/<机构标识>）。")
         raise WorkflowError(422, "required", message, "ServiceRequest.performer")
     direction = ""
-    for coding in (resource.get("code") or {}).get("coding") or []:
-        if coding.get("system") == DIRECTION_SYSTEM:
-            direction = str(coding.get("code") or "")
+    for code in (resource.get("code") or {}).get("coding") or []:
+        if code.get("system") == DIRECTION_SYSTEM:
+            direction = str(code.get("code") or "")
     if not direction:
         here, there = referrals.tier(actor.institution), referrals.tier(destination)  # type: ignore[arg-type]
         direction = Direction.UP if there > here else Direction.DOWN if there < here else Direction.LATERAL
-    reason_code = next(iter(resource.get("reasonCode") or []), {})
-    coding = next((c for c in reason_code.get("coding") or [] if "icd-10" in str(c.get("system", ""))), {})
+    reason_code: dict[str, Any] = next(iter(resource.get("reasonCode") or []), {})
+    coding: dict[str, Any] = next((c for c in reason_code.get("coding") or [] if "icd-10" in str(c.get("system", ""))), {})
     diagnosis_name = str(reason_code.get("text") or coding.get("display") or "")
     notes = [str(n.get("text") or "") for n in resource.get("note") or []]
     period = resource.get("occurrencePeriod") or {}
@@ -862,7 +863,8 @@ def appointment_book(key_actor: Actor, resource: Any) -> Written:
             None,
         )
         patient = _patient(actor, key_actor, patient_ref, "Appointment.participant")
-        kind = next(iter((resource.get("appointmentType") or {}).get("coding") or []), {}).get("code")
+        first: dict[str, Any] = next(iter((resource.get("appointmentType") or {}).get("coding") or []), {})
+        kind = first.get("code")
         pools = ["green_channel"] if kind == "EMERGENCY" else ["reserved", "general"]
         booking = _book(actor, slot, patient, pools, str(resource.get("comment") or "")[:200])
     found = _bookings(actor).get(pk=booking.pk)

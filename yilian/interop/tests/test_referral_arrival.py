@@ -72,7 +72,7 @@ def test_an_hl7_admission_at_the_destination_marks_the_referral_arrived(
 
 
 def _transaction(start: str, visit: str) -> dict[str, Any]:
-    patient = {
+    patient: dict[str, Any] = {
         "resourceType": "Patient",
         "id": "P9002",
         "identifier": [{"type": {"coding": [{"code": "NNCHN"}]}, "value": "440781196205120029"}],
@@ -80,7 +80,7 @@ def _transaction(start: str, visit: str) -> dict[str, Any]:
         "gender": "female",
         "birthDate": "1962-05-12",
     }
-    encounter = {
+    encounter: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": visit,
         "status": "in-progress",
