@@ -288,7 +288,7 @@ def appointment_json(booking: Booking) -> dict[str, Any]:
         "comment": booking.note,
         "cancelationReason": {"text": booking.cancel_reason} if booking.cancel_reason else None,
     }
-    referral = booking.referrals.first()
+    referral = next(iter(booking.referrals.all()), None)
     if referral is not None:
         body["basedOn"] = [{"reference": f"ServiceRequest/{referral.uuid}"}]
     return _drop_empty(body)
@@ -330,7 +330,7 @@ def _bookings(actor: Actor) -> QuerySet[Booking]:
     else:
         visible = bookings_visible_to(actor)
         queryset = Booking.objects.filter(Q(pk__in=visible.values("pk")) | of_referrals)
-    return queryset.select_related(*BOOKING_RELATED)
+    return queryset.select_related(*BOOKING_RELATED).prefetch_related("referrals")
 
 
 def _schedules(actor: Actor) -> QuerySet[Schedule]:

@@ -5,6 +5,7 @@ from before the referral, does not move it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -33,7 +34,9 @@ def _key(world: World, institution: str) -> str:
 
 
 def _now(fmt: str = "%Y%m%d%H%M%S") -> str:
-    return timezone.localtime().strftime(fmt)
+    """This moment to the second, rounded up: messages carry whole seconds, and a visit must not
+    look older than the referral submitted a fraction of a second ago."""
+    return (timezone.localtime() + dt.timedelta(seconds=1)).strftime(fmt)
 
 
 def _admission(visit: str, at: str, local: str = "P9001") -> str:
@@ -118,7 +121,7 @@ def test_a_fhir_encounter_at_the_destination_marks_an_accepted_referral_arrived(
     _post_fhir(client, key, _transaction("2026-01-05T09:30:00+08:00", "MZ0001"))
     referral.refresh_from_db()
     assert referral.status == S.ACCEPTED
-    _post_fhir(client, key, _transaction(timezone.localtime().isoformat(timespec="seconds"), "MZ0002"))
+    _post_fhir(client, key, _transaction(_now("%Y-%m-%dT%H:%M:%S+08:00"), "MZ0002"))
     referral.refresh_from_db()
     assert referral.status == S.ARRIVED and "MZ0002" in referral.arrival_source
 
