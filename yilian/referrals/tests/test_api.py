@@ -352,3 +352,25 @@ CLINICAL_DENIED: dict[str, int | set[int]] = {persona: {403, 404, 422} for perso
 def test_api_matrix(world: World, endpoint: Endpoint, allowed: dict[str, int]) -> None:
     refer_up(world)
     run_matrix(world, endpoint, allowed=allowed, denied_status=CLINICAL_DENIED, watched=WATCHED)
+
+
+def test_the_list_costs_the_same_for_one_referral_or_many(world: World, login, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    refer_up(world)
+    client = login("township_clinician")
+    with django_assert_max_num_queries(9):
+        assert client.get(URL, {"box": "outbox"}).json()["count"] == 1
+    refer_up(world, patient_key="at_v")
+    for key in ("at_b", "at_v"):
+        _post(
+            client,
+            URL,
+            _up_body(
+                world,
+                patient=str(world.patients[key].uuid),
+                direction="lateral",
+                destination_institution=str(world.c.uuid),
+                destination_department=None,
+            ),
+        )
+    with django_assert_max_num_queries(9):  # the same as for one
+        assert client.get(URL, {"box": "outbox"}).json()["count"] == 4
