@@ -12,6 +12,7 @@ from yilian.interop.api import router as interop_router
 from yilian.organizations.api import router as organizations_router
 from yilian.patients.api import router as patients_router
 from yilian.records.api import router as records_router
+from yilian.referrals.api import router as referrals_router
 from yilian.scheduling.api import router as scheduling_router
 
 api = YilianAPI(
@@ -27,3 +28,4 @@ api.add_router("", access_router)
 api.add_router("", records_router)
 api.add_router("", interop_router)
 api.add_router("", scheduling_router)
+api.add_router("", referrals_router)

@@ -23,9 +23,9 @@ from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
-from yilian.organizations.access import NOTHING, led_consortium_ids
+from yilian.organizations.access import NOTHING, consortium_scope_filter, led_consortium_ids, managed_consortium_filter
 from yilian.organizations.models import Institution
-from yilian.referrals.models import FollowUpTask, Referral
+from yilian.referrals.models import FollowUpTask, Referral, ReferralCriterion
 
 
 def _not_found() -> Http404:
@@ -125,5 +125,28 @@ def access_follow_up(actor: Actor, key: UUID | str) -> FollowUpTask:
         return (
             FollowUpTask.objects.select_related("referral", "patient", "institution", "responsible").filter(scope).get(uuid=key)
         )
+    except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
+        raise _not_found() from exc
+
+
+def criteria_scope_filter(actor: Actor, *, for_write: bool = False) -> Q:
+    """Q over ReferralCriterion: the county-wide seed and the lines of the actor's consortia to read;
+    the lines of the consortia the actor manages to change (the seed: the system administrator)."""
+    if for_write:
+        scope = managed_consortium_filter(actor, prefix="consortium__")
+        if actor.is_system_admin:
+            return Q()
+        return scope
+    if not actor.can(Permission.STRUCTURE_VIEW):
+        return NOTHING
+    return Q(consortium__isnull=True) | consortium_scope_filter(actor, prefix="consortium__")
+
+
+def access_criterion(actor: Actor, key: UUID | str, *, for_write: bool = False) -> ReferralCriterion:
+    scope = criteria_scope_filter(actor, for_write=for_write)
+    if scope is NOTHING:
+        raise _not_found()
+    try:
+        return ReferralCriterion.objects.select_related("consortium").filter(scope).get(uuid=key)
     except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
         raise _not_found() from exc

@@ -36,6 +36,7 @@ from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
 from yilian.notifications.sms import sms_send
 from yilian.organizations.models import (
+    Capability,
     Consortium,
     ConsortiumMembership,
     Department,
@@ -51,6 +52,7 @@ from yilian.referrals.models import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
     Direction,
+    DiseaseArea,
     FollowUpStatus,
     FollowUpTask,
     Referral,
@@ -858,9 +860,121 @@ def referrals_tick(*, now: dt.datetime | None = None) -> dict[str, int]:
     }
 
 
+# --- the criteria catalogue and deadlines (the consortium manager) --------------------------------
+
+
+def _require_manage_consortium(actor: Actor, consortium: Consortium | None) -> None:
+    """A consortium manager changes the catalogue and deadlines of the consortia their institution
+    leads; the county-wide seed (no consortium) is the system administrator's."""
+    from yilian.organizations.access import can_manage_consortium
+
+    allowed = actor.is_system_admin if consortium is None else can_manage_consortium(actor, consortium)
+    if not allowed:
+        raise PermissionDenied(_("只有牵头医院的医联体管理员可以修改转诊标准和时限。"))
+
+
+def _criterion_values(
+    *, disease: str, direction: str, urgency: str, text: str, required_capability: str, position: int
+) -> dict[str, object]:
+    if disease not in DiseaseArea.values:
+        raise ValidationError({"disease": _("病种无效。")})
+    if direction not in Direction.values:
+        raise ValidationError({"direction": _("转诊方向无效。")})
+    if urgency not in Urgency.values:
+        raise ValidationError({"urgency": _("紧急程度无效。")})
+    if required_capability and required_capability not in Capability.values:
+        raise ValidationError({"required_capability": _("能力代码无效。")})
+    if not 0 <= position <= 1000:
+        raise ValidationError({"position": _("排序须在 0–1000 之间。")})
+    return {
+        "disease": disease,
+        "direction": direction,
+        "urgency": urgency,
+        "text": _text(text, "text", 300, required=True, label=_("标准")),
+        "required_capability": required_capability,
+        "position": position,
+    }
+
+
+def criterion_create(
+    *,
+    actor: Actor,
+    consortium: Consortium,
+    disease: str,
+    direction: str,
+    text: str,
+    urgency: str = Urgency.ROUTINE,
+    required_capability: str = "",
+    position: int = 0,
+) -> ReferralCriterion:
+    """Add a line to a consortium's referral-criteria catalogue (offered as a checklist when referring)."""
+    _require_manage_consortium(actor, consortium)
+    values = _criterion_values(
+        disease=disease,
+        direction=direction,
+        urgency=urgency,
+        text=text,
+        required_capability=required_capability,
+        position=position,
+    )
+    with transaction.atomic():
+        return save_validated(ReferralCriterion(consortium=consortium, **values))
+
+
+def criterion_update(
+    *,
+    actor: Actor,
+    criterion: ReferralCriterion,
+    disease: str | None = None,
+    direction: str | None = None,
+    text: str | None = None,
+    urgency: str | None = None,
+    required_capability: str | None = None,
+    position: int | None = None,
+    is_active: bool | None = None,
+) -> ReferralCriterion:
+    """Edit a catalogue line (fields left None stay); `is_active=False` withdraws it from the checklist
+    without touching the referrals that already ticked it (they keep their own copy)."""
+    _require_manage_consortium(actor, criterion.consortium)
+    values = _criterion_values(
+        disease=criterion.disease if disease is None else disease,
+        direction=criterion.direction if direction is None else direction,
+        urgency=criterion.urgency if urgency is None else urgency,
+        text=criterion.text if text is None else text,
+        required_capability=criterion.required_capability if required_capability is None else required_capability,
+        position=criterion.position if position is None else position,
+    )
+    with transaction.atomic():
+        for name, value in values.items():
+            setattr(criterion, name, value)
+        if is_active is not None:
+            criterion.is_active = is_active
+        return save_validated(criterion)
+
+
+def deadline_set(
+    *, actor: Actor, consortium: Consortium, urgency: str, accept_minutes: int, expire_minutes: int
+) -> ReferralDeadline:
+    """Set how long receivers in `consortium` have to accept a referral of one urgency, and when an
+    unanswered one expires. Applies to referrals submitted from now on."""
+    _require_manage_consortium(actor, consortium)
+    if urgency not in Urgency.values:
+        raise ValidationError({"urgency": _("紧急程度无效。")})
+    if expire_minutes <= accept_minutes:
+        raise ValidationError({"expire_minutes": _("过期时限须长于接收时限。")})
+    with transaction.atomic():
+        row = ReferralDeadline.objects.select_for_update().filter(consortium=consortium, urgency=urgency).first()
+        row = row or ReferralDeadline(consortium=consortium, urgency=urgency)
+        row.accept_minutes, row.expire_minutes = accept_minutes, expire_minutes
+        return save_validated(row)
+
+
 __all__ = [
     "CLOSED_STATUSES",
     "FollowUpSpec",
+    "criterion_create",
+    "criterion_update",
+    "deadline_set",
     "deadlines_for",
     "follow_up_add",
     "follow_up_done",

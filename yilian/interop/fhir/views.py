@@ -15,7 +15,7 @@ from yilian.accounts.actors import Actor
 from yilian.accounts.middleware import client_ip
 from yilian.accounts.services import api_key_authenticate
 from yilian.interop import services
-from yilian.interop.fhir import mapping
+from yilian.interop.fhir import mapping, workflow
 from yilian.interop.fhir.read import SEARCH_PARAMETERS, read_resource, search_resources
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -98,6 +98,74 @@ def _write(request: HttpRequest, expected_type: str | None = None, expected_id: 
     return respond(result.response, status)
 
 
+def _workflow_write(request: HttpRequest, write: Any) -> HttpResponse:
+    """A referral or booking write (workflow.py): a member system's key, acting for the
+    practitioner the resource names."""
+    actor = _key_actor(request)
+    if actor is None or actor.api_key is None:
+        return _unauthenticated()
+    body = _body(request)
+    if isinstance(body, HttpResponse):
+        return body
+    try:
+        document = mapping.loads(body)
+    except mapping.ParseError as exc:
+        return outcome(400, "structure", exc.message)
+    try:
+        written = write(actor, document)
+    except workflow.WorkflowError as exc:
+        return outcome(exc.status, exc.code, exc.message, exc.where)
+    headers = {"Location": f"{request.build_absolute_uri('/fhir/')}{written.location}"} if written.location else {}
+    return respond(written.resource, 201 if written.created else 200, **headers)
+
+
+def _workflow_type(request: HttpRequest, name: str) -> HttpResponse:
+    if request.method == "POST":
+        if name == "ServiceRequest":
+            return _workflow_write(request, workflow.service_request_create)
+        if name == "Appointment":
+            return _workflow_write(request, workflow.appointment_book)
+        if name == "Task":
+            return _workflow_write(request, lambda actor, document: workflow.task_update(actor, document, None))
+        return outcome(405, "not-supported", f"{name} 只读。")
+    if request.method != "GET":
+        return outcome(405, "not-supported", "不支持的请求方法。")
+    actor = _reader(request)
+    if actor is None:
+        return _unauthenticated()
+    unknown = sorted(set(request.GET) - set(workflow.SEARCH_PARAMETERS[name]) - {"_count", "_page"})
+    if unknown:
+        return outcome(400, "not-supported", f"不支持的查询参数：{', '.join(unknown)[:100]}。")
+    try:
+        workflow.require_view(actor, name)
+        bundle = workflow.search(actor, name, request.GET, base=request.build_absolute_uri("/fhir/"))
+    except workflow.WorkflowError as exc:
+        return outcome(exc.status, exc.code, exc.message, exc.where)
+    except ValueError as exc:
+        return outcome(400, "invalid", str(exc))
+    return respond(bundle)
+
+
+def _workflow_instance(request: HttpRequest, name: str, key: str) -> HttpResponse:
+    if name == "Appointment" and key == "$book" and request.method == "POST":
+        return _workflow_write(request, workflow.appointment_book)
+    if name == "Task" and request.method == "PUT":
+        return _workflow_write(request, lambda actor, document: workflow.task_update(actor, document, key[:64]))
+    if request.method != "GET":
+        return outcome(405, "not-supported", "不支持的请求方法。")
+    actor = _reader(request)
+    if actor is None:
+        return _unauthenticated()
+    try:
+        workflow.require_view(actor, name)
+    except workflow.WorkflowError as exc:
+        return outcome(exc.status, exc.code, exc.message, exc.where)
+    found = workflow.read(actor, name, key[:64])
+    if found is None:
+        return outcome(404, "not-found", f"未找到 {name}/{key[:64]}，或您无权访问。")
+    return respond(found)
+
+
 def _fhir(view: Any) -> Any:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with translation.override("zh-hans"):
@@ -117,6 +185,8 @@ def root(request: HttpRequest) -> HttpResponse:
 @_fhir
 def resource_type(request: HttpRequest, name: str) -> HttpResponse:
     """POST a resource (create or update by its id), GET search."""
+    if name in workflow.RESOURCES:
+        return _workflow_type(request, name)
     if name not in mapping.SUPPORTED:
         return outcome(404, "not-supported", f"不支持的资源类型：{name[:40]}。")
     if request.method == "POST":
@@ -139,6 +209,8 @@ def resource_type(request: HttpRequest, name: str) -> HttpResponse:
 @_fhir
 def instance(request: HttpRequest, name: str, key: str) -> HttpResponse:
     """GET read, PUT update (the sender's id in the address)."""
+    if name in workflow.RESOURCES:
+        return _workflow_instance(request, name, key)
     if name not in mapping.SUPPORTED:
         return outcome(404, "not-supported", f"不支持的资源类型：{name[:40]}。")
     if request.method == "PUT":
@@ -171,6 +243,17 @@ def metadata(request: HttpRequest) -> HttpResponse:
                 "searchParam": [{"name": p, "type": t} for p, t in SEARCH_PARAMETERS.get(name, {}).items()],
             }
         )
+    for name in workflow.RESOURCES:
+        interactions = [{"code": code} for code in (*workflow.WRITABLE.get(name, ()), "read", "search-type")]
+        entry: dict[str, Any] = {
+            "type": name,
+            "interaction": interactions,
+            "versioning": "no-version",
+            "searchParam": [{"name": p, "type": t} for p, t in workflow.SEARCH_PARAMETERS[name].items()],
+        }
+        if name == "Appointment":
+            entry["operation"] = [{"name": "book", "definition": "urn:yilian:fhir:OperationDefinition/Appointment-book"}]
+        resources.append(entry)
     body = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -188,6 +271,9 @@ def metadata(request: HttpRequest) -> HttpResponse:
                     "写入须使用机构接口密钥（Authorization: Bearer 或 X-API-Key）。Patient 以 id（发送方患者标识）为准；"
                     "其他资源须有 id 或 identifier，重复发送不产生重复记录。身份证号用类型为 NNCHN 的 identifier。"
                     "transaction Bundle 整体成功或整体失败；batch Bundle 逐条处理。被拒收的内容保留在死信列表。"
+                    "转诊（ServiceRequest、Task）与预约（Appointment、$book）由资源中指明的执业人员执行："
+                    "ServiceRequest.requester、Task.owner（撤销时 Task.requester）、Appointment 的 Practitioner 参与者，"
+                    "须为接口密钥所属机构在职的临床人员（Practitioner/<用户标识> 或执业证书编码）。"
                 ),
                 "security": {"description": "机构接口密钥（Bearer）"},
                 "resource": resources,

@@ -1,0 +1,903 @@
+"""Referral and booking at /fhir: ServiceRequest + Task (the referral and its workflow state),
+Schedule, Slot and Appointment (号源与预约), so a member's HIS can refer and book.
+
+Writes go through the same gatekeepers and services as the pages and /api/v1
+(`referrals.services`, `scheduling.services.slot_book`). Who acts (ARCHITECTURE.md, "Member systems
+acting for a practitioner"): an institution API key alone may not refer or book — the resource names
+the practitioner who does (ServiceRequest.requester; Task.owner for the receiver's steps and
+Task.requester for the sender's cancellation; the Practitioner participant of an Appointment), as
+`Practitioner/<user id>` or an identifier with system `urn:yilian:practitioner-certificate` (执业证书
+编码). That practitioner must hold a current clinical membership at the key's own institution; the
+call then runs as that user through that membership, so every side, state and patient rule applies
+unchanged and the history names the person. A key of another institution cannot name them.
+
+Reads: a staff session reads what its actor may see; a key reads the referrals its institution (or
+its village clinics) sent or received, the bookings made by or at it, and the schedules and slots of
+its consortia. Every patient shown is written to the access log.
+
+Ids: the ServiceRequest and the Task of a referral share the referral's UUID; an Appointment's id
+is the booking's UUID, a Slot's and a Schedule's their UUIDs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import F, Q, QuerySet
+from django.http import Http404, QueryDict
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from yilian.accounts.actors import Actor
+from yilian.accounts.models import Membership, Practitioner, User
+from yilian.accounts.roles import Permission, Role
+from yilian.interop.fhir.schema import validate
+from yilian.organizations.models import Department, Institution
+from yilian.patients.access import access_patient, patients_listed
+from yilian.patients.models import Patient, SourceIdentity
+from yilian.referrals import services as referrals
+from yilian.referrals.access import access_referral, holding_institution_ids, referrals_visible_to
+from yilian.referrals.models import Direction, Referral, ReferralStatus, Urgency
+from yilian.scheduling import services as scheduling
+from yilian.scheduling.access import bookings_visible_to, schedule_scope_filter
+from yilian.scheduling.models import Booking, BookingStatus, Schedule, Slot
+from yilian.scheduling.selectors import slots_with_use
+
+RESOURCES = ("ServiceRequest", "Task", "Schedule", "Slot", "Appointment")
+WRITABLE = {"ServiceRequest": ("create",), "Task": ("update",), "Appointment": ("create",)}
+CERTIFICATE_SYSTEM = "urn:yilian:practitioner-certificate"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+DIRECTION_SYSTEM = "urn:yilian:referral-direction"
+STATUS_SYSTEM = "urn:yilian:referral-status"
+SENDER_EXTENSION = "urn:yilian:fhir:referral-requesting-organization"
+MAX_COUNT = 100
+MAX_PAGE = 1000
+# Who may act for a member system: the clinical roles (they hold PATIENT_VIEW).
+ACTING_ROLES = (Role.CLINICIAN, Role.VILLAGE_DOCTOR, Role.NURSE, Role.REFERRAL_COORDINATOR)
+
+SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
+    "ServiceRequest": {
+        "_id": "token",
+        "identifier": "token",
+        "patient": "reference",
+        "subject": "reference",
+        "status": "token",
+        "priority": "token",
+        "requester": "reference",
+        "performer": "reference",
+    },
+    "Task": {
+        "_id": "token",
+        "patient": "reference",
+        "status": "token",
+        "owner": "reference",
+        "requester": "reference",
+        "focus": "reference",
+    },
+    "Schedule": {"_id": "token", "actor": "reference", "active": "token"},
+    "Slot": {"_id": "token", "schedule": "reference", "start": "date", "status": "token"},
+    "Appointment": {"_id": "token", "patient": "reference", "status": "token", "date": "date", "based-on": "reference"},
+}
+
+
+class WorkflowError(Exception):
+    """An answer other than success: HTTP status, OperationOutcome issue code, message, where."""
+
+    def __init__(self, status: int, code: str, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.where = status, code, message, where
+
+
+# --- R4 JSON out -------------------------------------------------------------------------------------
+
+
+def _when(value: dt.datetime | None) -> str | None:
+    return timezone.localtime(value).isoformat(timespec="seconds") if value is not None else None
+
+
+def _drop_empty(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v not in (None, "", [], {})}
+
+
+def _organization(institution: Institution) -> dict[str, Any]:
+    return {"reference": f"Organization/{institution.uuid}", "type": "Organization", "display": institution.name}
+
+
+def _patient_ref(patient: Patient) -> dict[str, Any]:
+    return {"reference": f"Patient/{patient.uuid}", "display": patient.name}
+
+
+def _practitioner_ref(user: User | None, name: str = "") -> dict[str, Any] | None:
+    if user is None:
+        return {"display": name} if name else None
+    return {"reference": f"Practitioner/{user.uuid}", "type": "Practitioner", "display": name or user.full_name or user.username}
+
+
+SERVICE_REQUEST_STATUS = {
+    ReferralStatus.SUBMITTED: "active",
+    ReferralStatus.ACCEPTED: "active",
+    ReferralStatus.SCHEDULED: "active",
+    ReferralStatus.ARRIVED: "active",
+    ReferralStatus.COMPLETED: "completed",
+    ReferralStatus.REJECTED: "revoked",
+    ReferralStatus.CANCELLED: "revoked",
+    ReferralStatus.EXPIRED: "revoked",
+}
+PRIORITY = {Urgency.ROUTINE: "routine", Urgency.URGENT: "urgent", Urgency.EMERGENCY: "stat"}
+URGENCY_OF_PRIORITY = {"routine": Urgency.ROUTINE, "urgent": Urgency.URGENT, "asap": Urgency.URGENT, "stat": Urgency.EMERGENCY}
+TASK_STATUS = {
+    ReferralStatus.SUBMITTED: "requested",
+    ReferralStatus.ACCEPTED: "accepted",
+    ReferralStatus.SCHEDULED: "accepted",
+    ReferralStatus.ARRIVED: "in-progress",
+    ReferralStatus.COMPLETED: "completed",
+    ReferralStatus.REJECTED: "rejected",
+    ReferralStatus.CANCELLED: "cancelled",
+    ReferralStatus.EXPIRED: "failed",
+}
+
+
+def service_request_json(referral: Referral) -> dict[str, Any]:
+    """A referral as an R4 ServiceRequest (category: patient referral)."""
+    performer = [_organization(referral.destination_institution)]
+    if referral.destination_department is not None:
+        performer.append({"display": referral.destination_department.name})
+    reason: dict[str, Any] = {"text": referral.diagnosis_name}
+    if referral.diagnosis_code:
+        reason["coding"] = [{"system": ICD10, "code": referral.diagnosis_code, "display": referral.diagnosis_name}]
+    body: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "id": str(referral.uuid),
+        "meta": {"lastUpdated": _when(referral.updated_at)},
+        "identifier": [{"system": "urn:yilian:referral", "value": referral.number}],
+        "extension": [{"url": SENDER_EXTENSION, "valueReference": _organization(referral.sender_institution)}],
+        "status": SERVICE_REQUEST_STATUS[referral.status],  # type: ignore[index]
+        "intent": "order",
+        "category": [
+            {"coding": [{"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}], "text": "转诊"}
+        ],
+        "priority": PRIORITY[referral.urgency],  # type: ignore[index]
+        "code": {
+            "coding": [{"system": DIRECTION_SYSTEM, "code": referral.direction, "display": referral.get_direction_display()}],
+            "text": referral.get_direction_display(),
+        },
+        "subject": _patient_ref(referral.patient),
+        "authoredOn": _when(referral.submitted_at),
+        "requester": _practitioner_ref(referral.sender_user, referral.sender_name),
+        "performer": performer,
+        "reasonCode": [reason],
+        "note": [{"text": referral.reason}],
+    }
+    if referral.wanted_from or referral.wanted_to:
+        body["occurrencePeriod"] = _drop_empty(
+            {
+                "start": referral.wanted_from.isoformat() if referral.wanted_from else None,
+                "end": referral.wanted_to.isoformat() if referral.wanted_to else None,
+            }
+        )
+    if referral.clinical_summary:
+        body["note"].append({"text": referral.clinical_summary})
+    return _drop_empty(body)
+
+
+def task_json(referral: Referral) -> dict[str, Any]:
+    """The referral's workflow state as an R4 Task whose focus is the ServiceRequest."""
+    owner = _practitioner_ref(referral.accepted_by) if referral.accepted_by is not None else None
+    body: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": str(referral.uuid),
+        "meta": {"lastUpdated": _when(referral.updated_at)},
+        "identifier": [{"system": "urn:yilian:referral", "value": referral.number}],
+        "status": TASK_STATUS[referral.status],  # type: ignore[index]
+        "businessStatus": {
+            "coding": [{"system": STATUS_SYSTEM, "code": referral.status, "display": referral.get_status_display()}],
+            "text": referral.get_status_display(),
+        },
+        "intent": "order",
+        "priority": PRIORITY[referral.urgency],  # type: ignore[index]
+        "focus": {"reference": f"ServiceRequest/{referral.uuid}"},
+        "for": _patient_ref(referral.patient),
+        "authoredOn": _when(referral.submitted_at),
+        "lastModified": _when(referral.updated_at),
+        "requester": _practitioner_ref(referral.sender_user, referral.sender_name),
+        "owner": owner or _organization(referral.destination_institution),
+        "restriction": {"period": {"end": _when(referral.accept_by)}},
+        "executionPeriod": _drop_empty(
+            {"start": _when(referral.accepted_at), "end": _when(referral.completed_at or referral.ended_at)}
+        ),
+    }
+    if referral.end_reason:
+        body["statusReason"] = {"text": referral.end_reason}
+    if referral.receiver_note or referral.instructions:
+        body["note"] = [{"text": t} for t in (referral.receiver_note, referral.instructions) if t]
+    if referral.booking is not None:
+        body["output"] = [
+            {"type": {"text": "appointment"}, "valueReference": {"reference": f"Appointment/{referral.booking.uuid}"}}
+        ]
+    if referral.result_summary:
+        body.setdefault("output", []).append({"type": {"text": "result"}, "valueString": referral.result_summary})
+    return _drop_empty(body)
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    actors: list[dict[str, Any]] = [_organization(schedule.institution)]
+    if schedule.practitioner is not None:
+        actors.append(_practitioner_ref(schedule.practitioner.user) or {})
+    if schedule.department is not None:
+        actors.append({"display": schedule.department.name})
+    body = {
+        "resourceType": "Schedule",
+        "id": str(schedule.uuid),
+        "active": schedule.is_active,
+        "serviceType": [{"coding": [{"system": "urn:yilian:schedule-kind", "code": schedule.kind}], "text": schedule.name}],
+        "actor": actors,
+        "comment": " ".join(part for part in (schedule.name, schedule.location) if part),
+    }
+    if schedule.capability:
+        body["serviceCategory"] = [{"coding": [{"system": "urn:yilian:capability", "code": schedule.capability}]}]
+    return body
+
+
+def slot_json(slot: Slot) -> dict[str, Any]:
+    capacity = int(getattr(slot, "total_capacity", 0) or 0)
+    booked = int(getattr(slot, "total_booked", 0) or 0)
+    status = "busy-unavailable" if slot.is_closed else "free" if booked < capacity else "busy"
+    return _drop_empty(
+        {
+            "resourceType": "Slot",
+            "id": str(slot.uuid),
+            "schedule": {"reference": f"Schedule/{slot.schedule.uuid}", "display": slot.schedule.name},
+            "status": status,
+            "start": _when(slot.start),
+            "end": _when(slot.end),
+            "comment": _("余号 %(free)d / %(capacity)d") % {"free": max(capacity - booked, 0), "capacity": capacity},
+        }
+    )
+
+
+APPOINTMENT_STATUS = {
+    BookingStatus.BOOKED: "booked",
+    BookingStatus.CANCELLED: "cancelled",
+    BookingStatus.NO_SHOW: "noshow",
+    BookingStatus.FULFILLED: "fulfilled",
+}
+
+
+def appointment_json(booking: Booking) -> dict[str, Any]:
+    participants = [
+        {"actor": _patient_ref(booking.patient), "status": "accepted"},
+        {"actor": _organization(booking.slot.schedule.institution), "status": "accepted"},
+    ]
+    if booking.booked_by is not None:
+        participants.append({"actor": _practitioner_ref(booking.booked_by) or {}, "status": "accepted"})
+    body: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": str(booking.uuid),
+        "status": APPOINTMENT_STATUS[booking.status],  # type: ignore[index]
+        "description": booking.slot.schedule.name,
+        "start": _when(booking.slot.start),
+        "end": _when(booking.slot.end),
+        "created": _when(booking.created_at),
+        "slot": [{"reference": f"Slot/{booking.slot.uuid}"}],
+        "participant": participants,
+        "comment": booking.note,
+        "cancelationReason": {"text": booking.cancel_reason} if booking.cancel_reason else None,
+    }
+    referral = next(iter(booking.referrals.all()), None)
+    if referral is not None:
+        body["basedOn"] = [{"reference": f"ServiceRequest/{referral.uuid}"}]
+    return _drop_empty(body)
+
+
+# --- scope ---------------------------------------------------------------------------------------------
+
+REFERRAL_RELATED = (
+    "patient",
+    "sender_institution",
+    "sender_user",
+    "destination_institution",
+    "destination_department",
+    "accepted_by",
+    "booking",
+)
+BOOKING_RELATED = ("slot__schedule__institution", "patient", "booked_by", "for_institution")
+
+
+def _referrals(actor: Actor) -> QuerySet[Referral]:
+    queryset: QuerySet[Referral]
+    if actor.api_key is not None:
+        held = holding_institution_ids(actor.api_key.institution)
+        queryset = Referral.objects.filter(Q(sender_institution__in=held) | Q(destination_institution__in=held))
+    else:
+        queryset = referrals_visible_to(actor)
+    return queryset.select_related(*REFERRAL_RELATED)
+
+
+def _bookings(actor: Actor) -> QuerySet[Booking]:
+    """Bookings made by or at the actor's institution, and those of the referrals it may see (the
+    sender sees the appointment the receiver booked for its patient)."""
+    of_referrals = Q(pk__in=_referrals(actor).filter(booking__isnull=False).values("booking_id"))
+    if actor.api_key is not None:
+        institution = actor.api_key.institution
+        queryset = Booking.objects.filter(
+            Q(for_institution=institution) | Q(slot__schedule__institution=institution) | of_referrals
+        )
+    else:
+        visible = bookings_visible_to(actor)
+        queryset = Booking.objects.filter(Q(pk__in=visible.values("pk")) | of_referrals)
+    return queryset.select_related(*BOOKING_RELATED).prefetch_related("referrals")
+
+
+def _schedules(actor: Actor) -> QuerySet[Schedule]:
+    return Schedule.objects.filter(schedule_scope_filter(actor)).select_related("institution", "department", "practitioner__user")
+
+
+def _slots(actor: Actor) -> QuerySet[Slot]:
+    return slots_with_use(
+        Slot.objects.filter(schedule_scope_filter(actor, prefix="schedule__")).select_related("schedule")
+    ).order_by("start", "id")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --- read and search -----------------------------------------------------------------------------------
+
+
+def _log(actor: Actor, patients: list[Patient], path: str) -> None:
+    patients_listed(actor, list({p.pk: p for p in patients}.values()), path=path)
+
+
+def read(actor: Actor, name: str, key: str) -> dict[str, Any] | None:
+    """One resource by id (None: missing or not visible). Patients shown are logged."""
+    if not _is_uuid(key):
+        return None
+    path = f"/fhir/{name}/{key}"
+    if name in ("ServiceRequest", "Task"):
+        referral = _referrals(actor).filter(uuid=key).first()
+        if referral is None:
+            return None
+        _log(actor, [referral.patient], path)
+        return service_request_json(referral) if name == "ServiceRequest" else task_json(referral)
+    if name == "Appointment":
+        booking = _bookings(actor).filter(uuid=key).first()
+        if booking is None:
+            return None
+        _log(actor, [booking.patient], path)
+        return appointment_json(booking)
+    if name == "Schedule":
+        schedule = _schedules(actor).filter(uuid=key).first()
+        return schedule_json(schedule) if schedule is not None else None
+    slot = _slots(actor).filter(uuid=key).first()
+    return slot_json(slot) if slot is not None else None
+
+
+def _ids(value: str, prefix: str = "") -> list[str]:
+    """UUIDs from a reference search value (`Type/<uuid>` or `<uuid>`, comma-separated)."""
+    out = []
+    for part in value.split(","):
+        part = part.removeprefix(prefix) if prefix else part.rsplit("/", 1)[-1]
+        if _is_uuid(part):
+            out.append(part)
+    return out
+
+
+def _patient_ids(actor: Actor, value: str) -> list[str]:
+    """Patient UUIDs a `patient=` value names; a key may also use its own local patient ids."""
+    keys = []
+    for part in value.split(","):
+        part = part.removeprefix("Patient/")
+        if _is_uuid(part):
+            keys.append(part)
+        elif actor.api_key is not None:
+            identity = SourceIdentity.objects.filter(institution=actor.api_key.institution, local_id=part).first()
+            if identity is not None and identity.patient is not None:
+                keys.append(str(identity.patient.uuid))
+    return keys
+
+
+def _reference_filter(value: str, *, organization: str, practitioner: str = "") -> Q:
+    """`Organization/<uuid>` (or a bare UUID) filters on `organization`, `Practitioner/<uuid>` on `practitioner`."""
+    term = Q(pk__in=[])
+    for part in value.split(","):
+        kind, _sep, key = part.rpartition("/")
+        if not _is_uuid(key):
+            continue
+        if kind in ("", "Organization"):
+            term |= Q(**{f"{organization}__uuid": key})
+        elif kind == "Practitioner" and practitioner:
+            term |= Q(**{f"{practitioner}__uuid": key})
+    return term
+
+
+SERVICE_REQUEST_STATUSES = {
+    code: [s for s, c in SERVICE_REQUEST_STATUS.items() if c == code] for code in {"active", "completed", "revoked"}
+}
+TASK_STATUSES = {code: [s for s, c in TASK_STATUS.items() if c == code] for code in set(TASK_STATUS.values())}
+
+
+def _date_filter(field: str, value: str) -> Q:
+    from yilian.interop.fhir.read import _date_filter as date_filter
+
+    return date_filter(field, value)
+
+
+def _search_referrals(actor: Actor, name: str, query: QueryDict) -> QuerySet[Referral]:
+    referrals_qs = _referrals(actor)
+    if value := query.get("_id"):
+        referrals_qs = referrals_qs.filter(uuid__in=_ids(value))
+    if value := query.get("identifier"):
+        referrals_qs = referrals_qs.filter(number__in=[part.split("|")[-1] for part in value.split(",")])
+    if value := query.get("patient") or query.get("subject"):
+        referrals_qs = referrals_qs.filter(patient__uuid__in=_patient_ids(actor, value))
+    if value := query.get("status"):
+        table = SERVICE_REQUEST_STATUSES if name == "ServiceRequest" else TASK_STATUSES
+        referrals_qs = referrals_qs.filter(status__in=[s for code in value.split(",") for s in table.get(code, [])])
+    if value := query.get("priority"):
+        urgencies = [URGENCY_OF_PRIORITY[c] for c in value.split(",") if c in URGENCY_OF_PRIORITY]
+        referrals_qs = referrals_qs.filter(urgency__in=urgencies)
+    if value := query.get("requester"):
+        referrals_qs = referrals_qs.filter(
+            _reference_filter(value, organization="sender_institution", practitioner="sender_user")
+        )
+    if value := query.get("performer") or query.get("owner"):
+        referrals_qs = referrals_qs.filter(
+            _reference_filter(value, organization="destination_institution", practitioner="accepted_by")
+        )
+    if value := query.get("focus"):
+        referrals_qs = referrals_qs.filter(uuid__in=_ids(value, "ServiceRequest/"))
+    return referrals_qs.order_by("-submitted_at", "-id")
+
+
+def _int(query: QueryDict, name: str, default: int, high: int) -> int:
+    raw = query.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise ValueError(f"{name} 应为 1–{high} 的整数。")
+    return int(raw)
+
+
+def search(actor: Actor, name: str, query: QueryDict, *, base: str) -> dict[str, Any]:
+    """A searchset Bundle; ValueError for a search that is not understood."""
+    count = _int(query, "_count", 20, MAX_COUNT)
+    page = _int(query, "_page", 1, MAX_PAGE)
+    for param, values in query.lists():
+        if any(len(v) > 200 for v in values):
+            raise ValueError(f"{param} 过长。")
+    serialize: Callable[[Any], dict[str, Any]]
+    patients: Callable[[Any], Patient | None] = lambda row: None  # noqa: E731
+    queryset: QuerySet[Any]
+    if name in ("ServiceRequest", "Task"):
+        queryset = _search_referrals(actor, name, query)
+        serialize = service_request_json if name == "ServiceRequest" else task_json
+        patients = lambda row: row.patient  # noqa: E731
+    elif name == "Appointment":
+        queryset = _bookings(actor)
+        if value := query.get("_id"):
+            queryset = queryset.filter(uuid__in=_ids(value))
+        if value := query.get("patient"):
+            queryset = queryset.filter(patient__uuid__in=_patient_ids(actor, value))
+        if value := query.get("status"):
+            statuses = [s for s, code in APPOINTMENT_STATUS.items() if code in value.split(",")]
+            queryset = queryset.filter(status__in=statuses)
+        for value in query.getlist("date"):
+            queryset = queryset.filter(_date_filter("slot__start", value))
+        if value := query.get("based-on"):
+            queryset = queryset.filter(referrals__uuid__in=_ids(value, "ServiceRequest/"))
+        queryset = queryset.order_by("-created_at", "-id")
+        serialize, patients = appointment_json, lambda row: row.patient
+    elif name == "Schedule":
+        queryset = _schedules(actor)
+        if value := query.get("_id"):
+            queryset = queryset.filter(uuid__in=_ids(value))
+        if value := query.get("actor"):
+            queryset = queryset.filter(_reference_filter(value, organization="institution", practitioner="practitioner__user"))
+        if value := query.get("active"):
+            queryset = queryset.filter(is_active=value == "true")
+        queryset = queryset.order_by("institution__name", "name")
+        serialize = schedule_json
+    else:
+        queryset = _slots(actor)
+        if value := query.get("_id"):
+            queryset = queryset.filter(uuid__in=_ids(value))
+        if value := query.get("schedule"):
+            queryset = queryset.filter(schedule__uuid__in=_ids(value, "Schedule/"))
+        starts = query.getlist("start")
+        if not (query.get("_id") or query.get("schedule")) and not starts:
+            raise ValueError(_("请按 schedule 或 start（日期）查询号源。"))
+        for value in starts:
+            queryset = queryset.filter(_date_filter("start", value))
+        if value := query.get("status"):
+            wanted = set(value.split(","))
+            open_slot = Q(is_closed=False)
+            term = Q(pk__in=[])
+            if "free" in wanted:
+                term |= open_slot & Q(total_booked__lt=F("total_capacity"))
+            if "busy" in wanted:
+                term |= open_slot & Q(total_booked__gte=F("total_capacity"))
+            if "busy-unavailable" in wanted:
+                term |= Q(is_closed=True)
+            queryset = queryset.filter(term)
+        serialize = slot_json
+    total = queryset.count()
+    start = (page - 1) * count
+    rows = list(queryset[start : start + count]) if start < total else []
+    return _bundle(name, rows, total, count, page, query, base, serialize, patients, actor)
+
+
+def _bundle(
+    name: str,
+    rows: list[Any],
+    total: int,
+    count: int,
+    page: int,
+    query: QueryDict,
+    base: str,
+    serialize: Callable[[Any], dict[str, Any]],
+    patients: Callable[[Any], Patient | None],
+    actor: Actor,
+) -> dict[str, Any]:
+    shown = [p for p in (patients(row) for row in rows) if p is not None]
+    if shown:
+        _log(actor, shown, f"/fhir/{name}")
+    resources = [serialize(row) for row in rows]
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "entry": [{"fullUrl": f"{base}{name}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in resources],
+    }
+    if page * count < total:
+        following = query.copy()
+        following["_page"] = str(page + 1)
+        bundle["link"] = [{"relation": "next", "url": f"{base}{name}?{following.urlencode()}"}]
+    return bundle
+
+
+# --- writes: who acts ----------------------------------------------------------------------------------
+
+
+def acting_practitioner(key_actor: Actor, reference: Any, where: str) -> Actor:
+    """The Actor of the practitioner a member system names: a current clinical member of the key's
+    own institution, acting through that membership. Anyone else is refused (403)."""
+    if key_actor.api_key is None:
+        raise WorkflowError(401, "login", _("写入须使用机构接口密钥。"))
+    user: User | None = None
+    if isinstance(reference, dict):
+        ref = reference.get("reference")
+        identifier = reference.get("identifier")
+        if isinstance(ref, str) and ref.startswith("Practitioner/") and _is_uuid(ref.removeprefix("Practitioner/")):
+            user = User.objects.filter(uuid=ref.removeprefix("Practitioner/")).first()
+        elif isinstance(identifier, dict) and identifier.get("system") == CERTIFICATE_SYSTEM:
+            value = str(identifier.get("value") or "")[:30]
+            practitioner = Practitioner.objects.select_related("user").filter(certificate_number=value).first() if value else None
+            user = practitioner.user if practitioner is not None else None
+        else:
+            raise WorkflowError(
+                422,
+                "required",
+                _("须指明执业人员：Practitioner/<用户标识>，或系统为 %(system)s 的执业证书编码。")
+                % {"system": CERTIFICATE_SYSTEM},
+                where,
+            )
+    else:
+        raise WorkflowError(422, "required", _("须指明执行此操作的执业人员。"), where)
+    membership = None
+    if user is not None and user.is_active:
+        membership = (
+            Membership.objects.current()
+            .filter(user=user, institution=key_actor.api_key.institution, role__in=ACTING_ROLES)
+            .select_related("institution", "department")
+            .order_by("started_on", "id")
+            .first()
+        )
+    if membership is None:
+        raise WorkflowError(403, "forbidden", _("所指执业人员不是本机构（接口密钥所属机构）在职的临床人员。"), where)
+    return Actor(user=user, membership=membership, ip_address=key_actor.ip_address)
+
+
+def _check(resource: Any, name: str) -> dict[str, Any]:
+    problems = validate(resource)
+    if problems:
+        where, message = problems[0]
+        raise WorkflowError(400, "structure", message, where)
+    if not isinstance(resource, dict) or resource.get("resourceType") != name:
+        raise WorkflowError(400, "invalid", _("请求体的 resourceType 应为 %(name)s。") % {"name": name}, "resourceType")
+    return resource
+
+
+def _patient(actor: Actor, key_actor: Actor, reference: Any, where: str) -> Patient:
+    """The patient a reference names (our UUID, or the key institution's own patient id), through
+    the patient gatekeeper of the acting practitioner."""
+    value = ""
+    if isinstance(reference, dict):
+        if isinstance(reference.get("reference"), str):
+            value = reference["reference"].removeprefix("Patient/")
+        elif isinstance(reference.get("identifier"), dict):
+            value = str(reference["identifier"].get("value") or "")
+    value = value[:64]
+    if value and not _is_uuid(value) and key_actor.api_key is not None:
+        identity = SourceIdentity.objects.filter(institution=key_actor.api_key.institution, local_id=value).first()
+        value = str(identity.patient.uuid) if identity is not None and identity.patient is not None else ""
+    if not value:
+        raise WorkflowError(422, "required", _("须指明患者（Patient/<标识> 或本机构患者号）。"), where)
+    try:
+        return access_patient(actor, value, path="/fhir/")
+    except Http404:
+        raise WorkflowError(422, "not-found", _("未找到该患者，或您无权访问。"), where) from None
+
+
+def _organization_of(reference: Any) -> tuple[str, str]:
+    """(uuid, display) of an Organization reference."""
+    if not isinstance(reference, dict):
+        return "", ""
+    ref = reference.get("reference")
+    key = ref.removeprefix("Organization/") if isinstance(ref, str) and ref.startswith("Organization/") else ""
+    identifier = reference.get("identifier")
+    if not key and isinstance(identifier, dict):
+        key = str(identifier.get("value") or "")
+    return (key if _is_uuid(key) else ""), str(reference.get("display") or "")
+
+
+def _date(value: Any, where: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise WorkflowError(422, "invalid", _("日期格式应为 YYYY-MM-DD。"), where) from None
+
+
+@dataclass
+class Written:
+    """What a write answers: the resource, and whether it was created (201) or changed (200)."""
+
+    resource: dict[str, Any]
+    created: bool
+    location: str = ""
+
+
+def _translate(call: Callable[[], Any]) -> Any:
+    """Run a service call; its refusals become OperationOutcome answers."""
+    try:
+        return call()
+    except PermissionDenied as exc:
+        raise WorkflowError(403, "forbidden", str(exc) or _("您当前的角色无权执行此操作。")) from None
+    except Http404:
+        raise WorkflowError(404, "not-found", _("未找到，或您无权访问。")) from None
+    except ValidationError as exc:
+        messages = []
+        where = ""
+        if hasattr(exc, "error_dict"):
+            for field, errors in exc.message_dict.items():
+                where = where or field
+                messages += errors
+        else:
+            messages = exc.messages
+        codes = {e.code for e in exc.error_list} if not hasattr(exc, "error_dict") else set()
+        status, code = (409, "conflict") if "conflict" in codes else (422, "business-rule")
+        raise WorkflowError(status, code, "；".join(messages), where) from None
+
+
+# --- writes: ServiceRequest (refer) ----------------------------------------------------------------------
+
+
+def service_request_create(key_actor: Actor, resource: Any) -> Written:
+    """Refer a patient: the requester practitioner of the key's institution submits the referral."""
+    resource = _check(resource, "ServiceRequest")
+    actor = acting_practitioner(key_actor, resource.get("requester"), "ServiceRequest.requester")
+    if resource.get("intent") not in ("order", "original-order", "proposal", "plan"):
+        raise WorkflowError(422, "invalid", _("转诊的 intent 应为 order。"), "ServiceRequest.intent")
+    if resource.get("status") not in ("active", "draft"):
+        raise WorkflowError(422, "invalid", _("新建转诊的 status 应为 active。"), "ServiceRequest.status")
+    patient = _patient(actor, key_actor, resource.get("subject"), "ServiceRequest.subject")
+    destination = department = None
+    for index, performer in enumerate(resource.get("performer") or []):
+        key, _display = _organization_of(performer)
+        if not key:
+            continue
+        institution = Institution.objects.filter(uuid=key).first()
+        if institution is not None and destination is None:
+            destination = institution
+            continue
+        found = Department.objects.filter(uuid=key).first()
+        if found is None:
+            raise WorkflowError(422, "not-found", _("未找到接收机构或科室。"), f"ServiceRequest.performer[{index}]")
+        department = found
+    if destination is None:
+        message = _("须指明接收机构（performer: Organization/<机构标识>）。")
+        raise WorkflowError(422, "required", message, "ServiceRequest.performer")
+    direction = ""
+    for code in (resource.get("code") or {}).get("coding") or []:
+        if code.get("system") == DIRECTION_SYSTEM:
+            direction = str(code.get("code") or "")
+    if not direction:
+        here, there = referrals.tier(actor.institution), referrals.tier(destination)  # type: ignore[arg-type]
+        direction = Direction.UP if there > here else Direction.DOWN if there < here else Direction.LATERAL
+    reason_code: dict[str, Any] = next(iter(resource.get("reasonCode") or []), {})
+    coding: dict[str, Any] = next((c for c in reason_code.get("coding") or [] if "icd-10" in str(c.get("system", ""))), {})
+    diagnosis_name = str(reason_code.get("text") or coding.get("display") or "")
+    notes = [str(n.get("text") or "") for n in resource.get("note") or []]
+    period = resource.get("occurrencePeriod") or {}
+    referral = _translate(
+        lambda: referrals.referral_submit(
+            actor=actor,
+            patient=patient,
+            direction=direction,
+            urgency=URGENCY_OF_PRIORITY.get(str(resource.get("priority") or "routine"), "?"),
+            destination_institution=destination,
+            destination_department=department,
+            reason=notes[0] if notes else "",
+            diagnosis_name=diagnosis_name,
+            diagnosis_code=str(coding.get("code") or ""),
+            clinical_summary="\n".join(notes[1:]),
+            wanted_from=_date(period.get("start"), "ServiceRequest.occurrencePeriod.start"),
+            wanted_to=_date(period.get("end"), "ServiceRequest.occurrencePeriod.end"),
+        )
+    )
+    referral = _referrals(actor).get(pk=referral.pk)
+    _log(actor, [referral.patient], "/fhir/ServiceRequest")
+    return Written(service_request_json(referral), True, f"ServiceRequest/{referral.uuid}")
+
+
+# --- writes: Task (the receiver's and sender's steps) ---------------------------------------------------
+
+
+def task_update(key_actor: Actor, resource: Any, key: str | None) -> Written:
+    """Move a referral by its Task's status: accepted, rejected (statusReason), in-progress
+    (arrived), completed (output or note = result), cancelled (by the requester, statusReason).
+    The practitioner is Task.owner for the receiver's steps and Task.requester for cancelling.
+    Sending the state the referral is already in changes nothing (a safe retry)."""
+    resource = _check(resource, "Task")
+    if key is not None and resource.get("id") != key:
+        raise WorkflowError(400, "invalid", _("请求体的 id 与地址中的 id 不一致。"), "Task.id")
+    target = _ids(str((resource.get("focus") or {}).get("reference") or ""), "ServiceRequest/")
+    referral_key = key or resource.get("id") or (target[0] if target else "")
+    if not referral_key or not _is_uuid(str(referral_key)):
+        raise WorkflowError(422, "required", _("须指明转诊单：Task 的 id 或 focus（ServiceRequest/<标识>）。"), "Task.focus")
+    status = str(resource.get("status") or "")
+    steps = {"accepted", "rejected", "in-progress", "completed", "cancelled"}
+    if status not in steps:
+        raise WorkflowError(
+            422, "business-rule", _("可提交的状态：accepted、rejected、in-progress、completed、cancelled。"), "Task.status"
+        )
+    who = resource.get("requester") if status == "cancelled" else resource.get("owner")
+    actor = acting_practitioner(key_actor, who, "Task.requester" if status == "cancelled" else "Task.owner")
+    try:
+        referral = access_referral(actor, str(referral_key))
+    except Http404:
+        raise WorkflowError(404, "not-found", _("未找到该转诊单，或您无权访问。"), "Task.id") from None
+    if TASK_STATUS[referral.status] == status:  # type: ignore[index]
+        _log(actor, [referral.patient], "/fhir/Task")
+        return Written(task_json(_referrals(actor).get(pk=referral.pk)), False)
+    reason = str((resource.get("statusReason") or {}).get("text") or "")
+    notes = [str(n.get("text") or "") for n in resource.get("note") or []]
+    outputs = [str(o.get("valueString") or "") for o in resource.get("output") or [] if o.get("valueString")]
+    if status == "accepted":
+        slot = None
+        for index, item in enumerate(resource.get("input") or []):
+            reference = str((item.get("valueReference") or {}).get("reference") or "")
+            if reference.startswith("Slot/"):
+                slot = _slots(actor).filter(uuid=reference.removeprefix("Slot/")).first() if _is_uuid(reference[5:]) else None
+                if slot is None:
+                    raise WorkflowError(422, "not-found", _("未找到该号源。"), f"Task.input[{index}]")
+        note = notes[0] if notes else ""
+        instructions = notes[1] if len(notes) > 1 else ""
+        _translate(
+            lambda: referrals.referral_accept(actor=actor, referral=referral, note=note, slot=slot, instructions=instructions)
+        )
+    elif status == "rejected":
+        _translate(lambda: referrals.referral_reject(actor=actor, referral=referral, reason=reason))
+    elif status == "cancelled":
+        _translate(lambda: referrals.referral_cancel(actor=actor, referral=referral, reason=reason))
+    elif status == "in-progress":
+        _translate(lambda: referrals.referral_confirm_arrival(actor=actor, referral=referral))
+    else:
+        summary = (outputs or notes or [""])[0]
+        _translate(lambda: referrals.referral_complete(actor=actor, referral=referral, result_summary=summary))
+    referral = _referrals(actor).get(pk=referral.pk)
+    _log(actor, [referral.patient], "/fhir/Task")
+    return Written(task_json(referral), False)
+
+
+# --- writes: Appointment (book) -----------------------------------------------------------------------------
+
+
+def appointment_book(key_actor: Actor, resource: Any) -> Written:
+    """Book a slot for a patient (`POST /fhir/Appointment` or `$book`): the Practitioner participant
+    of the key's institution books through `scheduling.services.slot_book` — its institution's
+    reserved units first (号源下沉), else the general pool; appointmentType EMERGENCY uses the green
+    channel. An Appointment basedOn a ServiceRequest books that referral's slot as its receiver
+    (`referrals.services.referral_schedule`)."""
+    if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
+        inner = [p.get("resource") for p in resource.get("parameter") or [] if isinstance(p, dict) and p.get("resource")]
+        _check(resource, "Parameters")
+        resource = inner[0] if inner else None
+        if resource is None:
+            raise WorkflowError(422, "required", _("$book 的参数中须有一个 Appointment。"), "Parameters.parameter")
+    resource = _check(resource, "Appointment")
+    if resource.get("status") not in ("booked", "proposed", "pending"):
+        raise WorkflowError(422, "invalid", _("新建预约的 status 应为 booked。"), "Appointment.status")
+    participants = [p for p in resource.get("participant") or [] if isinstance(p, dict)]
+    practitioner = next(
+        (
+            p.get("actor")
+            for p in participants
+            if str((p.get("actor") or {}).get("reference", "")).startswith("Practitioner/")
+            or ((p.get("actor") or {}).get("identifier") or {}).get("system") == CERTIFICATE_SYSTEM
+        ),
+        None,
+    )
+    actor = acting_practitioner(key_actor, practitioner, "Appointment.participant")
+    slots = [str(s.get("reference") or "") for s in resource.get("slot") or []]
+    if len(slots) != 1 or not slots[0].startswith("Slot/") or not _is_uuid(slots[0][5:]):
+        raise WorkflowError(422, "required", _("须指明一个号源（slot: Slot/<标识>）。"), "Appointment.slot")
+    slot = (
+        Slot.objects.select_related("schedule__institution")
+        .filter(schedule_scope_filter(actor, prefix="schedule__"), uuid=slots[0][5:])
+        .first()
+    )
+    if slot is None:
+        raise WorkflowError(422, "not-found", _("未找到该号源。"), "Appointment.slot[0]")
+    based_on = [r for b in resource.get("basedOn") or [] for r in _ids(str(b.get("reference") or ""), "ServiceRequest/")]
+    if based_on:
+        try:
+            referral = access_referral(actor, based_on[0])
+        except Http404:
+            raise WorkflowError(422, "not-found", _("未找到该转诊单，或您无权访问。"), "Appointment.basedOn[0]") from None
+        comment = str(resource.get("comment") or "")
+        updated = _translate(lambda: referrals.referral_schedule(actor=actor, referral=referral, slot=slot, instructions=comment))
+        booking = updated.booking
+    else:
+        patient_ref = next(
+            (p.get("actor") for p in participants if str((p.get("actor") or {}).get("reference", "")).startswith("Patient/")),
+            None,
+        )
+        patient = _patient(actor, key_actor, patient_ref, "Appointment.participant")
+        first: dict[str, Any] = next(iter((resource.get("appointmentType") or {}).get("coding") or []), {})
+        kind = first.get("code")
+        pools = ["green_channel"] if kind == "EMERGENCY" else ["reserved", "general"]
+        booking = _book(actor, slot, patient, pools, str(resource.get("comment") or "")[:200])
+    found = _bookings(actor).get(pk=booking.pk)
+    _log(actor, [found.patient], "/fhir/Appointment")
+    return Written(appointment_json(found), True, f"Appointment/{found.uuid}")
+
+
+def _book(actor: Actor, slot: Slot, patient: Patient, pools: list[str], note: str) -> Booking:
+    """Book from the first pool of `pools` that has a unit for the actor's institution."""
+
+    def attempt() -> Booking:
+        last: ValidationError | None = None
+        for pool in pools:
+            try:
+                return scheduling.slot_book(actor=actor, slot=slot, patient=patient, pool=pool, note=note)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                last = exc
+                if getattr(exc, "code", None) not in ("pool", "conflict"):
+                    raise
+        raise last or ValidationError(_("该号源已约满，请选择其他时间。"), code="conflict")
+
+    return _translate(attempt)  # type: ignore[no-any-return]
+
+
+def can_write(name: str, interaction: str) -> bool:
+    return interaction in WRITABLE.get(name, ())
+
+
+def require_view(actor: Actor, name: str) -> None:
+    """Sessions read referrals and appointments only with PATIENT_VIEW (their lists would be empty
+    anyway); schedules and slots with STRUCTURE_VIEW. Keys read as the docstring says."""
+    if actor.api_key is not None:
+        return
+    needed = Permission.STRUCTURE_VIEW if name in ("Schedule", "Slot") else Permission.PATIENT_VIEW
+    if not actor.can(needed):
+        raise WorkflowError(403, "forbidden", _("您当前的角色无权执行此操作。"))
