@@ -483,7 +483,7 @@ class ScheduleIn(InputSchema):
     name: str = Field(..., min_length=1, max_length=60)
     department: UUID | None = None
     practitioner_user: UUID | None = Field(None, description="专家门诊：医生的用户 id")
-    capability: EquipmentCapability | Literal[""] = ""  # type: ignore[valid-type]
+    capability: EquipmentCapability | None = None  # type: ignore[valid-type]
     location: str = Field("", max_length=100)
 
 
@@ -514,7 +514,7 @@ def schedule_create(request: HttpRequest, payload: ScheduleIn) -> Status[Schedul
         name=payload.name,
         department=department,
         practitioner=practitioner,
-        capability=payload.capability,
+        capability=payload.capability or "",
         location=payload.location,
     )
     return Status(201, schedule)
