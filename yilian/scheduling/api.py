@@ -47,7 +47,7 @@ from yilian.scheduling.models import (
     SlotPool,
     Ward,
 )
-from yilian.scheduling.selectors import slot_search, ward_boards
+from yilian.scheduling.selectors import slot_is_full, slot_search, ward_boards
 
 router = Router(tags=["scheduling 号源与床位"])
 
@@ -315,6 +315,10 @@ def booking_create(request: HttpRequest, payload: BookingIn) -> Status[Booking]:
     slot = slot_for_booking(actor, payload.slot)
     if slot is None:
         raise field_error("slot", "未找到，或您无权访问。")
+    if not slot.is_closed and slot.end > timezone.now() and slot_is_full(slot):
+        # 抢号: most requests for a sought-after slot arrive after its last unit went. Say so before
+        # reading the patient (no identity is shown, so nothing to log); slot_book decides under the lock.
+        raise ApiError("conflict", "该号源已约满，请选择其他时间。")
     try:
         patient = access_patient(actor, payload.patient, path=request.path)
     except Http404 as exc:  # the gatekeeper's 404, as a field error of this body
