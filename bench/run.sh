@@ -6,10 +6,12 @@
 #   bench/run.sh all     the three in that order (the default)
 #   bench/run.sh ingest  FHIR bundles and HL7 messages over HTTP into PostgreSQL (bench/ingest.py, own database)
 #   bench/run.sh linkage master patient index: FEBRL4/3, generated Chinese set, 1M batch, online p95 (bench/linkage.py)
+#   bench/run.sh booking 200 clients booking slots over HTTP, hot slots raced for, oversold units checked (bench/booking.py, own database)
 #   bench/run.sh records demo county with 5,000,000 encounters, table sizes, 360 timeline (bench/records.py, own database)
 # Environment: BENCH_PG (server URL, default postgres://postgres@127.0.0.1:5432), BENCH_RESIDENTS,
 # BENCH_REQUESTS (per page and persona), BENCH_PORT (gunicorn), FRESH_PORT (make demo),
 # BENCH_RECORDS_ENCOUNTERS / BENCH_RECORDS_RESIDENTS (records).
+# BENCH_BOOKING_DB, BENCH_BOOKING_CLIENTS, BENCH_BOOKING_REQUESTS, BENCH_BOOKING_WEEKS, BENCH_BOOKING_WORKERS / _THREADS (booking).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -27,6 +29,9 @@ if [[ "$what" == all || "$what" == pages ]] && ! command -v wrk >/dev/null; then
 fi
 if [[ "$what" == ingest ]]; then
   exec .venv/bin/python bench/ingest.py "$@"
+fi
+if [[ "$what" == booking ]]; then
+  exec .venv/bin/python bench/booking.py "$@"
 fi
 if [[ "$what" == records ]]; then
   exec .venv/bin/python bench/records.py "$@"

@@ -77,9 +77,35 @@ def access_schedule(actor: Actor, key: UUID | str, *, for_write: bool = False) -
     return _get(queryset, key)  # type: ignore[no-any-return]
 
 
+# A slot loaded here carries the actor it was loaded for, so `services.slot_book` need not ask the
+# database again whether that actor sees the schedule (the same rule, `schedule_scope_filter`).
+_LOADED_FOR = "_scheduling_loaded_for"
+
+
+def _loaded_for(slot: Slot, actor: Actor) -> Slot:
+    setattr(slot, _LOADED_FOR, actor)
+    return slot
+
+
+def loaded_in_scope(actor: Actor, slot: Slot) -> bool:
+    """Whether `slot` came through this module's scope for this very actor (one request's Actor)."""
+    return getattr(slot, _LOADED_FOR, None) is actor
+
+
 def access_slot(actor: Actor, key: UUID | str) -> Slot:
     queryset = Slot.objects.select_related("schedule__institution").filter(schedule_scope_filter(actor, prefix="schedule__"))
-    return _get(queryset, key)  # type: ignore[no-any-return]
+    return _loaded_for(_get(queryset, key), actor)
+
+
+def slot_for_booking(actor: Actor, key: UUID | str) -> Slot | None:
+    """The slot `key` if `actor` sees it, with its schedule's institution, department and
+    practitioner (what a booking answer shows); None when missing or out of scope alike."""
+    slot = (
+        Slot.objects.select_related("schedule__institution", "schedule__department", "schedule__practitioner__user")
+        .filter(schedule_scope_filter(actor, prefix="schedule__"), uuid=key)
+        .first()
+    )
+    return _loaded_for(slot, actor) if slot is not None else None
 
 
 def access_booking(actor: Actor, key: UUID | str) -> Booking:

@@ -24,6 +24,12 @@ def _pool_sum(field: str, pools: Q | None = None) -> Coalesce:
     return Coalesce(Subquery(summed, output_field=IntegerField()), Value(0))
 
 
+def slot_is_full(slot: Slot) -> bool:
+    """Whether no pool of `slot` has a free unit (as committed now; `services.slot_book` decides
+    under the slot's lock)."""
+    return not SlotPool.objects.filter(slot_id=slot.pk, booked__lt=F("capacity")).exists()
+
+
 def slots_with_use(queryset: QuerySet[Slot]) -> QuerySet[Slot]:
     """Slots annotated with capacity, booked and general-pool free units, pools prefetched."""
     return (

@@ -11,7 +11,7 @@ client gets a ValidationError in Chinese and nothing is changed.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,7 +30,9 @@ from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
 from yilian.organizations.access import can_manage_institution, institution_scope_filter
 from yilian.organizations.models import Consortium, ConsortiumMembership, Department, Institution
+from yilian.patients.access import holds_patient
 from yilian.patients.models import Patient
+from yilian.scheduling.access import loaded_in_scope
 from yilian.scheduling.holidays import DayKind, day_kind
 from yilian.scheduling.models import (
     Bed,
@@ -76,6 +78,10 @@ def _require_sees(actor: Actor, institution: Institution) -> None:
 
 
 def _require_patient(actor: Actor, patient: Patient) -> None:
+    # The usual case, the acting institution holding the record (its own residents), is answered
+    # from the patient's home institution without a query; anything else takes the full rule.
+    if actor.can(Permission.PATIENT_VIEW) and holds_patient(actor.institution, patient):
+        return
     if not Patient.objects.visible_to(actor).filter(pk=patient.pk).exists():
         raise ValidationError(_("您无权为该居民预约。"), code="patient")
 
@@ -335,14 +341,13 @@ def _slot_close(*, slot_id: int, reason: str) -> None:
 # --- bookings ------------------------------------------------------------------------------------
 
 
-def _eligible_quota(quota_id: int | None, quotas: dict[int, Quota], institution: Institution, consortia: set[int]) -> bool:
-    if quota_id is None:
+def _eligible_quota(quota: Quota | None, institution: Institution, consortia: Callable[[], set[int]]) -> bool:
+    if quota is None:
         return False
-    quota = quotas[quota_id]
     if quota.kind == QuotaKind.INSTITUTION:
         return quota.institution_id in {institution.pk, institution.parent_id}
     if quota.kind == QuotaKind.CONSORTIUM:
-        return quota.consortium_id in consortia
+        return quota.consortium_id in consortia()
     return False
 
 
@@ -358,47 +363,60 @@ def slot_book(
     """Book one unit of `slot` for `patient` from a pool: the general pool, the quota reserved for
     `for_institution` (by default the acting institution; a coordinator of the schedule's
     institution may book on a member's behalf, as when accepting a referral), or the green channel.
-    Never a double booking (one open booking per slot and patient) or an overbooking."""
+    Never a double booking (one open booking per slot and patient) or an overbooking.
+
+    The booking keeps the given `slot` (and its loaded schedule) and the chosen pool with its quota,
+    so an answer can show them without reading them again."""
     acting = _require_booking_actor(actor)
     if pool not in POOLS:
         raise ValidationError({"pool": _("号池无效，可选：general、reserved、green_channel。")})
     schedule = slot.schedule
-    _require_sees(actor, schedule.institution)
+    if not loaded_in_scope(actor, slot):
+        _require_sees(actor, schedule.institution)
     _require_patient(actor, patient)
     institution = for_institution or acting
     if institution.pk != acting.pk and not can_manage_institution(actor, schedule.institution, Permission.SCHEDULE_MANAGE):
         raise ValidationError({"for_institution": _("只有号源所在机构的调度员可以代其他机构预约。")})
     if len(note) > 200:
         raise ValidationError({"note": _("备注最多 200 个字。")})
-    consortia = _consortia_of(institution)
-    quotas = {q.pk: q for q in Quota.objects.filter(schedule_id=schedule.pk)}
+    consortia: list[set[int]] = []
+
+    def consortia_of_institution() -> set[int]:
+        if not consortia:
+            consortia.append(_consortia_of(institution))
+        return consortia[0]
+
     with transaction.atomic():
         locked = Slot.objects.select_for_update().get(pk=slot.pk)
-        pools = list(SlotPool.objects.select_for_update().filter(slot_id=slot.pk).order_by("pk"))
+        # Only the pool rows are locked (the quota is read along, it does not change here).
+        pools = list(
+            SlotPool.objects.select_for_update(of=("self",)).select_related("quota").filter(slot_id=slot.pk).order_by("pk")
+        )
         if locked.is_closed or not schedule.is_active:
             raise ValidationError(_("该号源已停诊，不能预约。"), code="closed")
         if locked.end <= timezone.now():
             raise ValidationError(_("该号源时间已过，不能预约。"), code="past")
         if pool == "general":
-            candidates = [p for p in pools if p.quota_id is None]
+            candidates = [p for p in pools if p.quota is None]
         elif pool == "green_channel":
-            candidates = [p for p in pools if p.quota_id is not None and quotas[p.quota_id].kind == QuotaKind.GREEN_CHANNEL]
+            candidates = [p for p in pools if p.quota is not None and p.quota.kind == QuotaKind.GREEN_CHANNEL]
             candidates = [p for p in candidates if p.released_at is None]
             if not candidates:
                 raise ValidationError(_("该号源没有绿色通道预留。"), code="pool")
         else:
             candidates = [
-                p for p in pools if p.released_at is None and _eligible_quota(p.quota_id, quotas, institution, consortia)
+                p for p in pools if p.released_at is None and _eligible_quota(p.quota, institution, consortia_of_institution)
             ]
             if not candidates:
                 raise ValidationError(_("%(institution)s 不在该号源的预留范围内。") % {"institution": institution}, code="pool")
             # The institution's own reservation before the consortium-wide one.
-            candidates.sort(key=lambda p: quotas[p.quota_id].kind != QuotaKind.INSTITUTION)  # type: ignore[index]
+            candidates.sort(key=lambda p: p.quota is None or p.quota.kind != QuotaKind.INSTITUTION)
         chosen = next((p for p in candidates if p.booked < p.capacity), None)
         if chosen is None or not SlotPool.objects.filter(pk=chosen.pk, booked__lt=F("capacity")).update(booked=F("booked") + 1):
             raise ValidationError(_("该号源已约满，请选择其他时间。"), code="conflict")
+        chosen.booked += 1
         booking = Booking(
-            slot=locked,
+            slot=slot,
             pool=chosen,
             patient=patient,
             for_institution=institution,

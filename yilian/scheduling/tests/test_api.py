@@ -109,6 +109,22 @@ def test_booking_through_the_api_and_its_conflicts(world, clinic, login):
     assert again.status_code == 422  # type: ignore[attr-defined]
 
 
+def test_a_full_slot_is_refused_before_the_patient_is_read(world, login):
+    clinic = make_clinic(world, capacity=2, units_b=1, green=1)  # one green-channel unit, one reserved for B
+    day = next_weekday()
+    slots_generate(schedule=clinic.schedule, start_date=day, end_date=day)
+    client = login("township_clinician")
+    body = {"slot": str(_slot().uuid), "patient": str(world.patients["at_b"].uuid), "pool": "reserved"}
+    for pool, patient in (("reserved", "at_b"), ("green_channel", "at_v")):
+        made = _post(client, "/api/v1/scheduling/bookings", body | {"pool": pool, "patient": str(world.patients[patient].uuid)})
+        assert made.status_code == 201, made.content  # type: ignore[attr-defined]
+    logged = AccessLog.objects.count()
+    full = _post(client, "/api/v1/scheduling/bookings", body | {"pool": "general"})
+    assert full.status_code == 409 and "约满" in full.json()["message"]  # type: ignore[attr-defined]
+    assert AccessLog.objects.count() == logged  # refused without reading (or logging) the patient
+    assert Booking.objects.count() == 2
+
+
 def test_a_past_slot_is_refused(world, clinic, login):
     past_day = clinic.day - dt.timedelta(weeks=3)
     slots_generate(schedule=clinic.schedule, start_date=past_day, end_date=past_day)
