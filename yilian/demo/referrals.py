@@ -574,7 +574,10 @@ def _tell(
         return None
     plan = _Plan(referral.pk, submitted)
     accept_minutes, _expire = deadlines_for(referral.consortium, referral.urgency)
-    accepted = submitted + dt.timedelta(minutes=accept_minutes * context.rng.uniform(0.1, 0.6))
+    # Every step lands between the submission and now: the answer within the acceptance window (and
+    # within the first third of the referral's age), the later steps in the time left.
+    age = context.now - submitted
+    accepted = submitted + min(dt.timedelta(minutes=accept_minutes * context.rng.uniform(0.1, 0.6)), age * 0.3)
     specs: list[FollowUpSpec] = []
     if direction == Direction.DOWN:
         doctor = follow_up_doctor or receiver.user
@@ -594,7 +597,7 @@ def _tell(
         context.plans.append(plan)
     elif state == "cancelled":
         services.referral_cancel(actor=sender, referral=referral, reason=context.rng.choice(CANCEL_REASONS))
-        plan.ended = submitted + dt.timedelta(minutes=accept_minutes * 0.3)
+        plan.ended = submitted + min(dt.timedelta(minutes=accept_minutes * 0.3), age * 0.5)
         context.plans.append(plan)
     else:
         slot = _free_slot(destination, department, context) if state == "scheduled" else None
@@ -618,15 +621,18 @@ def _tell(
             plan.follow_up_days[task.pk] = days_of.get(task.what_to_check, 14)
         if state in ("bed", "arrived", "completed"):
             services.referral_confirm_arrival(actor=receiver, referral=referral)
-            plan.arrived = accepted + dt.timedelta(hours=1 if case.urgency == Urgency.EMERGENCY else 20)
+            travel = dt.timedelta(hours=1 if case.urgency == Urgency.EMERGENCY else 20)
+            plan.arrived = accepted + min(travel, (context.now - accepted) * 0.5)
         if state == "completed":
             if direction == Direction.DOWN:
                 task = FollowUpTask.objects.filter(referral=referral).order_by("due_date").first()
                 if task is not None:
                     services.follow_up_done(actor=receiver, task=task, result="血压 132/84 mmHg，按时服药，无不适。")
-                    plan.follow_ups_done = (plan.arrived or accepted) + dt.timedelta(days=6)
+                    plan.follow_ups_done = (plan.arrived or accepted) + min(dt.timedelta(days=6), (context.now - accepted) * 0.4)
             services.referral_complete(actor=receiver, referral=referral, result_summary=case.result)
-            plan.completed = (plan.arrived or accepted) + dt.timedelta(days=7 if direction == Direction.UP else 10)
+            arrived = plan.arrived or accepted
+            stay = dt.timedelta(days=7 if direction == Direction.UP else 10)
+            plan.completed = arrived + min(stay, (context.now - arrived) * 0.6)
         context.plans.append(plan)
     context.counts[state] = context.counts.get(state, 0) + 1
     return referral
@@ -685,7 +691,8 @@ def _k1_stories(context: _Context, consortium: Consortium) -> None:
     up("accepted", 20, "慢性阻塞性肺病伴有急性加重J44.1")
     up("scheduled", 44, "高血压（疑似继发性）I10")
     up("scheduled", 30, "2型糖尿病E11.9")
-    up("scheduled", 70, "心房颤动I48", lead_doctor)
+    up("scheduled", 70, "心房颤动I48")
+    up("accepted", 8, "心房颤动I48", lead_doctor)  # his department's referral, accepted by himself
     up("bed", 5, "脑梗死I63.9")
     up("arrived", 28, "股骨颈骨折S72.0")
     up("completed", 24 * 20, "急性冠脉综合征？I20.0")
@@ -1175,22 +1182,33 @@ def demo_referrals_load(*, seed: int, history: int = DEFAULT_HISTORY) -> dict[st
     for line in ReferralCriterion.objects.filter(consortium__isnull=True, is_active=True).order_by("position", "pk"):
         criteria.setdefault(("", line.direction), []).append(line)
     context = _Context(rng=rng, now=now, criteria=criteria)
-    with contextlib.redirect_stdout(io.StringIO()), transaction.atomic():
-        for spec in taishan.CONSORTIA:
-            consortium = Consortium.objects.filter(name=spec.name).select_related("lead_institution").first()
-            if consortium is None:
-                continue
-            if spec.key == taishan.K1:
-                _k1_stories(context, consortium)
-            else:
-                _k2_stories(context, consortium)
-        for plan in context.plans:
-            _retime(plan)
-        services.referrals_escalate(now=now)
-        services.referrals_expire(now=now)
-        for plan in [*context.plans, *context.late_plans]:
-            _retime(plan)
-        counts = referral_history_insert(count=history, seed=seed, now=now)
+    # Two transactions: the services' notifications are written when the first commits, so the
+    # second can move their referral numbers and dates along with the referrals.
+    with contextlib.redirect_stdout(io.StringIO()):
+        with transaction.atomic():
+            for spec in taishan.CONSORTIA:
+                consortium = Consortium.objects.filter(name=spec.name).select_related("lead_institution").first()
+                if consortium is None:
+                    continue
+                if spec.key == taishan.K1:
+                    _k1_stories(context, consortium)
+                else:
+                    _k2_stories(context, consortium)
+        counts = _settle(context, seed=seed, history=history)
     result = {"转诊": Referral.objects.filter(consortium__authority__division_code=taishan.DIVISION_CODE).count()}
     result |= counts
     return result
+
+
+@transaction.atomic
+def _settle(context: _Context, *, seed: int, history: int) -> dict[str, int]:
+    """Move the recent referrals to their times, let the services escalate and expire the old ones,
+    then add the bulk history."""
+    now = context.now
+    for plan in context.plans:
+        _retime(plan)
+    services.referrals_escalate(now=now)
+    services.referrals_expire(now=now)
+    for plan in [*context.plans, *context.late_plans]:
+        _retime(plan)
+    return referral_history_insert(count=history, seed=seed, now=now)
