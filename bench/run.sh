@@ -7,6 +7,8 @@
 #   bench/run.sh ingest  FHIR bundles and HL7 messages over HTTP into PostgreSQL (bench/ingest.py, own database)
 #   bench/run.sh linkage master patient index: FEBRL4/3, generated Chinese set, 1M batch, online p95 (bench/linkage.py)
 #   bench/run.sh records demo county with 5,000,000 encounters, table sizes, 360 timeline (bench/records.py, own database)
+#   bench/run.sh referrals  demo county with 100,000 historical referrals, inbox p50/p95 under N clients, query plans
+#                           (bench/referrals.py, own database; --reuse measures the database already built)
 # Environment: BENCH_PG (server URL, default postgres://postgres@127.0.0.1:5432), BENCH_RESIDENTS,
 # BENCH_REQUESTS (per page and persona), BENCH_PORT (gunicorn), FRESH_PORT (make demo),
 # BENCH_RECORDS_ENCOUNTERS / BENCH_RECORDS_RESIDENTS (records).
@@ -27,6 +29,9 @@ if [[ "$what" == all || "$what" == pages ]] && ! command -v wrk >/dev/null; then
 fi
 if [[ "$what" == ingest ]]; then
   exec .venv/bin/python bench/ingest.py "$@"
+fi
+if [[ "$what" == referrals ]]; then
+  exec .venv/bin/python bench/referrals.py "$@"
 fi
 if [[ "$what" == records ]]; then
   exec .venv/bin/python bench/records.py "$@"

@@ -625,9 +625,9 @@ def _tell(
             plan.arrived = accepted + min(travel, (context.now - accepted) * 0.5)
         if state == "completed":
             if direction == Direction.DOWN:
-                task = FollowUpTask.objects.filter(referral=referral).order_by("due_date").first()
-                if task is not None:
-                    services.follow_up_done(actor=receiver, task=task, result="血压 132/84 mmHg，按时服药，无不适。")
+                first = FollowUpTask.objects.filter(referral=referral).order_by("due_date").first()
+                if first is not None:
+                    services.follow_up_done(actor=receiver, task=first, result="血压 132/84 mmHg，按时服药，无不适。")
                     plan.follow_ups_done = (plan.arrived or accepted) + min(dt.timedelta(days=6), (context.now - accepted) * 0.4)
             services.referral_complete(actor=receiver, referral=referral, result_summary=case.result)
             arrived = plan.arrived or accepted
@@ -645,7 +645,7 @@ def _cases(context: _Context, pool: tuple[Case, ...], n: int) -> list[Case]:
 # States of the up referrals each other township of the lead's consortium sends (the board's volume):
 # (state, hours ago); a negative figure is a multiple of the case's acceptance window, so a new one
 # is not yet overdue and an escalated one not yet expired whatever its urgency.
-_TOWNSHIP_STATES = (
+_TOWNSHIP_STATES: tuple[tuple[str, float], ...] = (
     ("submitted", -0.3),
     ("escalated", -1.5),
     ("accepted", 26),
@@ -771,16 +771,16 @@ def _k1_stories(context: _Context, consortium: Consortium) -> None:
             continue
         held = [other, *Institution.objects.filter(parent=other)]
         for k in range(3):
-            state, hours = _TOWNSHIP_STATES[(n * 3 + k) % len(_TOWNSHIP_STATES)]
+            state, age = _TOWNSHIP_STATES[(n * 3 + k) % len(_TOWNSHIP_STATES)]
             patient = _patient(context, sender, held)
             if patient is None:
                 break
             case = UP_CASES[(n * 3 + k) % len(UP_CASES)]
-            if hours < 0:
-                hours = -hours * deadlines_for(consortium, case.urgency)[0] / 60
+            if age < 0:
+                age = -age * deadlines_for(consortium, case.urgency)[0] / 60
             _tell(
                 context,
-                _Story(state, hours * context.rng.uniform(0.9, 1.1), case),
+                _Story(state, age * context.rng.uniform(0.9, 1.1), case),
                 sender=sender,
                 receiver=coordinator,
                 patient=patient,
@@ -964,7 +964,9 @@ def referral_history_insert(
     while done < count:
         size = min(batch_size, count - done)
         rows: list[tuple[Referral, AccessGrant, list[ReferralEvent], list[FollowUpTask]]] = []
-        for _ in range(size):
+        tries = 0
+        while len(rows) < size and tries < 50 * size:  # a county without clinicians somewhere gives up
+            tries += 1
             patient_id, home_id = rng.choice(patients)
             home = members[home_id].institution
             consortium = members[home_id].consortium
@@ -1146,6 +1148,8 @@ def referral_history_insert(
                         task.done_at = max(completed, dt.datetime.combine(task.due_date, dt.time(10), tzinfo=completed.tzinfo))
                         task.result = "已面对面随访，病情稳定，按时服药。"
             rows.append((referral, grant, events, follow_ups))
+        if not rows:
+            break
         grants = AccessGrant.objects.bulk_create([g for _, g, _, _ in rows], batch_size=batch_size)
         for (referral, _, _, _), grant in zip(rows, grants, strict=True):
             referral.grant = grant

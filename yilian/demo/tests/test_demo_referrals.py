@@ -3,11 +3,13 @@ the personas' inbox, outbox, board and follow-up tasks, and the demo timer escal
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import Counter
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -108,7 +110,8 @@ def test_every_state_with_the_invariants_of_the_services():
             assert r.end_reason and grant.revoked_at == r.ended_at, r.number
         if r.status == S.COMPLETED:
             assert r.result_summary and r.completed_at == r.ended_at and r.arrived_at, r.number
-            assert grant.revoked_at is None and grant.expires_at <= r.completed_at + timezone.timedelta(days=7)
+            assert r.completed_at is not None and grant.revoked_at is None
+            assert grant.expires_at <= r.completed_at + dt.timedelta(days=settings.REFERRAL_GRANT_AFTER_COMPLETION_DAYS)
         if r.direction == Direction.DOWN and r.status in (S.ACCEPTED, S.ARRIVED, S.COMPLETED):
             assert r.follow_ups.exclude(status=FollowUpStatus.CANCELLED).exists(), r.number
             assert K.FOLLOW_UP in kinds, r.number
