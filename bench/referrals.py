@@ -220,8 +220,9 @@ try:
 except NoReverseMatch:
     pass
 try:
-    resolve("/api/v1/referrals")
-    found.append("/api/v1/referrals")
+    match = resolve("/api/v1/referrals")
+    if match.url_name != "not-found" and not match.route.endswith(".*$"):  # the API's catch-all for unknown paths
+        found.append("/api/v1/referrals")
 except Resolver404:
     pass
 print(" ".join(found))

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 what="${1:-all}"
 [ $# -gt 0 ] && shift
 
-if [[ "$what" == all || "$what" == pages ]] && ! command -v wrk >/dev/null; then
+if [[ "$what" == all || "$what" == pages || "$what" == referrals ]] && ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing wrk (Debian)"
     export DEBIAN_FRONTEND=noninteractive
