@@ -555,6 +555,9 @@ def _tell(
     case = story.case
     department = _department(destination, case.department)
     submitted = context.now - dt.timedelta(hours=story.hours_ago)
+    doctor = follow_up_doctor or receiver.user
+    if doctor is None:
+        return None
     try:
         referral = services.referral_submit(
             actor=sender,
@@ -580,9 +583,6 @@ def _tell(
     accepted = submitted + min(dt.timedelta(minutes=accept_minutes * context.rng.uniform(0.1, 0.6)), age * 0.3)
     specs: list[FollowUpSpec] = []
     if direction == Direction.DOWN:
-        doctor = follow_up_doctor or receiver.user
-        if doctor is None:
-            return None
         today = timezone.localdate()
         specs = [FollowUpSpec(doctor, today + dt.timedelta(days=days), what) for days, what in case.follow_ups]
     state = story.state
