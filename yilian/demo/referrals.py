@@ -745,7 +745,10 @@ def _k1_stories(context: _Context, consortium: Consortium) -> None:
             ("completed", 24 * 19, DOWN_CASES[0]),
             ("rejected", 24 * 9, DOWN_CASES[5]),
         ):
-            patient = _patient(context, lead_doctor, shuibu, at=lead)
+            # 石龙村's residents first, so 陈国栋 holds follow-up tasks; the others' family doctor is 黄晓敏.
+            patient = (_patient(context, lead_doctor, [village], at=lead) if village else None) or _patient(
+                context, lead_doctor, shuibu, at=lead
+            )
             if patient is None:
                 continue
             doctor = village_doctor.user if village_doctor and village and patient.home_institution_id == village.pk else None
@@ -757,7 +760,7 @@ def _k1_stories(context: _Context, consortium: Consortium) -> None:
                 patient=patient,
                 direction=Direction.DOWN,
                 destination=township,
-                follow_up_doctor=doctor or _village_doctor_of(patient) or township_doctor.user,
+                follow_up_doctor=doctor or township_doctor.user,
             )
 
     # The other townships of the consortium: a few up referrals each, for the coordinator's board.
@@ -815,18 +818,6 @@ def _k1_stories(context: _Context, consortium: Consortium) -> None:
                     direction=Direction.LATERAL,
                     destination=second,
                 )
-
-
-def _village_doctor_of(patient: Patient) -> User | None:
-    if patient.home_institution.kind != InstitutionKind.VILLAGE_CLINIC:
-        return None
-    membership = (
-        Membership.objects.filter(institution_id=patient.home_institution_id, role=Role.VILLAGE_DOCTOR, ended_on__isnull=True)
-        .select_related("user")
-        .order_by("pk")
-        .first()
-    )
-    return membership.user if membership else None
 
 
 def _k2_stories(context: _Context, consortium: Consortium) -> None:

@@ -153,8 +153,19 @@ def test_personas_see_their_referrals_at_once_and_the_timer_escalates_the_overdu
 
     village = actor("village_doctor")
     assert selectors.outbox(village).exists()
-    tasks = selectors.follow_ups_for(village)
-    assert tasks.exists() and all(t.due_date >= timezone.localdate() for t in tasks)
+    # Follow-up tasks of the acknowledged down referrals: 陈国栋's for 石龙村's residents, 黄晓敏's for the others.
+    acknowledged = Referral.objects.filter(direction=Direction.DOWN, status__in=[S.ACCEPTED, S.ARRIVED])
+    assert acknowledged.exists()
+    for persona in (village, township):
+        mine = acknowledged.filter(follow_ups__responsible=persona.user).distinct()
+        tasks = selectors.follow_ups_for(persona).filter(referral__in=mine)
+        assert tasks.count() == FollowUpTask.objects.filter(referral__in=mine, status=FollowUpStatus.OPEN).count()
+        assert all(t.due_date >= timezone.localdate() for t in tasks)
+    assert (
+        acknowledged.filter(follow_ups__responsible__in=[village.user, township.user]).distinct().count() == acknowledged.count()
+    )
+    if acknowledged.filter(patient__home_institution__name="水步镇石龙村卫生站").exists():
+        assert selectors.follow_ups_for(village).exists()
     assert selectors.inbox(actor("tcm_doctor")).filter(status=S.SUBMITTED).exists()
     # Nothing leaks across consortia: the other consortium's doctor sees none of the lead's referrals.
     assert not selectors.inbox(actor("tcm_doctor")).filter(destination_institution__name="台山市人民医院").exists()
