@@ -779,6 +779,8 @@ def _k1_stories(context: _Context, consortium: Consortium) -> None:
             if patient is None:
                 break
             case = UP_CASES[(n * 3 + k) % len(UP_CASES)]
+            if state == "scheduled" and other.kind != InstitutionKind.TOWNSHIP_CENTRE:
+                state = "accepted"  # the lead's reserved units are the townships' (scheduling's demo bookings too)
             if age < 0:
                 age = -age * deadlines_for(consortium, case.urgency)[0] / 60
             _tell(
