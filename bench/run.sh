@@ -8,6 +8,8 @@
 #   bench/run.sh linkage master patient index: FEBRL4/3, generated Chinese set, 1M batch, online p95 (bench/linkage.py)
 #   bench/run.sh booking 200 clients booking slots over HTTP, hot slots raced for, oversold units checked (bench/booking.py, own database)
 #   bench/run.sh records demo county with 5,000,000 encounters, table sizes, 360 timeline (bench/records.py, own database)
+#   bench/run.sh referrals  demo county with 100,000 historical referrals, inbox p50/p95 under N clients, query plans
+#                           (bench/referrals.py, own database; --reuse measures the database already built)
 # Environment: BENCH_PG (server URL, default postgres://postgres@127.0.0.1:5432), BENCH_RESIDENTS,
 # BENCH_REQUESTS (per page and persona), BENCH_PORT (gunicorn), FRESH_PORT (make demo),
 # BENCH_RECORDS_ENCOUNTERS / BENCH_RECORDS_RESIDENTS (records).
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 what="${1:-all}"
 [ $# -gt 0 ] && shift
 
-if [[ "$what" == all || "$what" == pages ]] && ! command -v wrk >/dev/null; then
+if [[ "$what" == all || "$what" == pages || "$what" == referrals ]] && ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing wrk (Debian)"
     export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +34,9 @@ if [[ "$what" == ingest ]]; then
 fi
 if [[ "$what" == booking ]]; then
   exec .venv/bin/python bench/booking.py "$@"
+fi
+if [[ "$what" == referrals ]]; then
+  exec .venv/bin/python bench/referrals.py "$@"
 fi
 if [[ "$what" == records ]]; then
   exec .venv/bin/python bench/records.py "$@"

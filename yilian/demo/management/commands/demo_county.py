@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from yilian.demo import encounters, identities, scheduling, taishan
+from yilian.demo import encounters, identities, referrals, scheduling, taishan
 from yilian.demo.services import DemoCountyExists, PersonaLogin, demo_county_build, demo_county_exists, persona_logins
 
 
@@ -36,6 +36,12 @@ class Command(BaseCommand):
         parser.add_argument("--reset", action="store_true", help="先删除已有的演示县再重建")
         parser.add_argument("--skip-existing", action="store_true", help="演示县已存在时只打印登录信息，不报错")
         parser.add_argument("--quiet", action="store_true", help="不显示进度条")
+        parser.add_argument(
+            "--referral-history",
+            type=int,
+            default=referrals.DEFAULT_HISTORY,
+            help=f"一年内已结束的历史转诊单数（默认 {referrals.DEFAULT_HISTORY}）",
+        )
         parser.add_argument("--no-identities", action="store_true", help="不生成患者主索引的跨机构重复身份与待审核匹配")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -82,6 +88,7 @@ class Command(BaseCommand):
             records = encounters.demo_encounters_build(seed=county.seed, limit=target, progress=bar.update)
         county.counts.update(records.counts)
         county.counts.update(scheduling.demo_scheduling_load(seed=county.seed))
+        county.counts.update(referrals.demo_referrals_load(seed=county.seed, history=options["referral_history"]))
         counts = "，".join(f"{label} {n:,}" for label, n in county.counts.items())
         rate = residents / county.resident_seconds if county.resident_seconds else 0.0
         rows = sum(records.counts.values())
