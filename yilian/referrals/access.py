@@ -32,7 +32,8 @@ def _not_found() -> Http404:
     return Http404(_("未找到，或您无权访问。"))
 
 
-def _clinical_institution(actor: Actor) -> Institution | None:
+def clinical_institution(actor: Actor) -> Institution | None:
+    """The acting institution of a staff actor who may see patients, else None (fail closed)."""
     if not actor.can(Permission.PATIENT_VIEW) or actor.institution is None or actor.api_key is not None:
         return None
     return actor.institution
@@ -45,7 +46,7 @@ def holding_institution_ids(institution: Institution) -> list[int]:
 
 def referral_scope_filter(actor: Actor, prefix: str = "") -> Q:
     """Q over Referral (through `prefix`) for the referrals an actor may see."""
-    institution = _clinical_institution(actor)
+    institution = clinical_institution(actor)
     if institution is None:
         return NOTHING
     held = holding_institution_ids(institution)
@@ -84,13 +85,13 @@ def access_referral(actor: Actor, key: UUID | str) -> Referral:
 
 
 def is_sender(actor: Actor, referral: Referral) -> bool:
-    institution = _clinical_institution(actor)
+    institution = clinical_institution(actor)
     return institution is not None and institution.pk == referral.sender_institution_id
 
 
 def is_coordinator_for(actor: Actor, referral: Referral) -> bool:
     """A referral coordinator of the receiving institution or of the consortium's referral centre."""
-    institution = _clinical_institution(actor)
+    institution = clinical_institution(actor)
     if institution is None or not actor.can(Permission.REFERRAL_COORDINATE):
         return False
     if institution.pk == referral.destination_institution_id:
@@ -101,7 +102,7 @@ def is_coordinator_for(actor: Actor, referral: Referral) -> bool:
 def is_receiver(actor: Actor, referral: Referral) -> bool:
     if is_coordinator_for(actor, referral):
         return True
-    institution = _clinical_institution(actor)
+    institution = clinical_institution(actor)
     if institution is None or institution.pk != referral.destination_institution_id:
         return False
     department_id = actor.membership.department_id if actor.membership is not None else None
@@ -111,7 +112,7 @@ def is_receiver(actor: Actor, referral: Referral) -> bool:
 def follow_up_scope_filter(actor: Actor) -> Q:
     """Q over FollowUpTask: the responsible doctor's own tasks and those of the acting institution
     (and its village clinics)."""
-    institution = _clinical_institution(actor)
+    institution = clinical_institution(actor)
     if institution is None:
         return NOTHING
     return Q(institution__in=holding_institution_ids(institution)) | Q(responsible=actor.user)

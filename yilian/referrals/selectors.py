@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from yilian.accounts.actors import Actor
 from yilian.organizations.access import led_consortium_ids
 from yilian.organizations.models import ConsortiumMembership, Department, Institution, InstitutionCapability
-from yilian.referrals.access import follow_up_scope_filter, holding_institution_ids, referrals_visible_to
+from yilian.referrals.access import clinical_institution, follow_up_scope_filter, holding_institution_ids, referrals_visible_to
 from yilian.referrals.models import OPEN_STATUSES, Direction, FollowUpStatus, FollowUpTask, Referral, ReferralStatus, Urgency
 from yilian.referrals.services import TIERS, direction_error, tier
 from yilian.scheduling.models import Bed, BedStatus, QuotaKind, SlotPool
@@ -32,20 +32,22 @@ LIST_RELATED = (
 
 def outbox(actor: Actor) -> QuerySet[Referral]:
     """Referrals the acting institution (or its village clinics) sent, newest first."""
-    institution = actor.institution
+    # The gatekeeper's scope already contains these (sender or receiver held here); filtering on
+    # the holding institutions alone keeps PostgreSQL on the outbox index, without the OR.
+    institution = clinical_institution(actor)
     if institution is None:
         return Referral.objects.none()
     held = holding_institution_ids(institution)
-    return referrals_visible_to(actor).filter(sender_institution__in=held).select_related(*LIST_RELATED)
+    return Referral.objects.filter(sender_institution__in=held).select_related(*LIST_RELATED)
 
 
 def inbox(actor: Actor) -> QuerySet[Referral]:
     """Referrals sent to the acting institution, newest first."""
-    institution = actor.institution
+    institution = clinical_institution(actor)
     if institution is None:
         return Referral.objects.none()
     held = holding_institution_ids(institution)
-    return referrals_visible_to(actor).filter(destination_institution__in=held).select_related(*LIST_RELATED)
+    return Referral.objects.filter(destination_institution__in=held).select_related(*LIST_RELATED)
 
 
 def board(actor: Actor) -> QuerySet[Referral]:
