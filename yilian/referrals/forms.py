@@ -39,8 +39,12 @@ class ReferralForm(forms.Form):
     required_capability = forms.ChoiceField(
         label=_("需要的能力"), required=False, choices=[("", _("不限"))] + [(c.value, c.label) for c in Capability]
     )
-    wanted_from = forms.DateField(label=_("期望就诊开始日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    wanted_to = forms.DateField(label=_("期望就诊截止日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    wanted_from = forms.DateField(
+        label=_("期望就诊开始日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    wanted_to = forms.DateField(
+        label=_("期望就诊截止日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
     destination_institution = forms.ModelChoiceField(
         label=_("接收机构"),
         queryset=Institution.objects.none(),
@@ -68,7 +72,10 @@ class ReferralForm(forms.Form):
         label=_("病情摘要"), max_length=4000, required=False, widget=forms.Textarea(attrs={"rows": 4})
     )
     share_scope = forms.ChoiceField(
-        label=_("共享范围"), choices=ShareScope.choices, initial=ShareScope.RECORD, widget=forms.RadioSelect
+        label=_("共享范围"),
+        choices=ShareScope.choices,
+        initial=ShareScope.RECORD,
+        widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
     )
     sender_phone = forms.CharField(label=_("联系电话"), max_length=30, required=False)
 
@@ -154,10 +161,13 @@ class FollowUpForm(forms.Form):
     responsible = UserChoiceField(
         label=_("责任医生"),
         queryset=User.objects.none(),
+        empty_label=_("选择责任医生"),
         error_messages={"required": _("请选择责任医生。"), "invalid_choice": _("责任医生无效。")},
     )
     due_date = forms.DateField(
-        label=_("随访日期"), widget=forms.DateInput(attrs={"type": "date"}), error_messages={"required": _("请填写随访日期。")}
+        label=_("随访日期"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"required": _("请填写随访日期。")},
     )
     what_to_check = forms.CharField(label=_("随访内容"), max_length=300, error_messages={"required": _("请填写随访内容。")})
 

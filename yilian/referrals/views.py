@@ -104,7 +104,7 @@ def _add_errors(form: forms.Form, exc: ValidationError) -> None:
         form.add_error(None, exc.messages)
 
 
-def _consortium_ids(institution: Institution) -> QuerySet[ConsortiumMembership]:
+def _consortium_ids(institution: Institution) -> QuerySet[ConsortiumMembership, Any]:
     return ConsortiumMembership.objects.current().filter(institution=institution).values("consortium_id")
 
 

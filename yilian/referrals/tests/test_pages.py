@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from yilian.access.models import AccessAction, AccessLog
+from yilian.organizations.models import Institution
 from yilian.patients.models import Patient, Sex
 from yilian.referrals.models import Direction, FollowUpStatus, FollowUpTask, Referral, ReferralStatus, Urgency
 from yilian.referrals.pdf import masked_id_number
@@ -48,7 +49,7 @@ def _form(world: World, **extra: object) -> dict[str, object]:
     return data
 
 
-def _resident(world: World, n: int, home: object = None) -> Patient:
+def _resident(world: World, n: int, home: Institution | None = None) -> Patient:
     return Patient.objects.create(
         name=f"居民{n}",
         sex=Sex.FEMALE,
@@ -320,7 +321,7 @@ def test_list_queries_do_not_grow_with_rows(  # type: ignore[no-untyped-def]
     add(3)
     with django_assert_num_queries(len(first.captured_queries)):
         response = client.get(url)
-    rows = response.context.get("referrals") if "referrals" in response.context else response.context["tasks"]
+    rows = response.context["referrals"] if "referrals" in response.context else response.context["tasks"]
     assert len(rows) == (8 if url == "/referrals/board/" else 4)  # the board holds both directions
 
 
