@@ -61,7 +61,7 @@ def referral_pdf(referral: Referral) -> bytes:
     if referral.booking is not None:
         schedule = referral.booking.slot.schedule
         appointment = _local(referral.booking.slot.start)
-        place = f"{schedule.name} {schedule.location}".strip()
+        place = f"{referral.destination_institution.name} {schedule.name} {schedule.location}".strip()
     elif referral.appointment_start is not None:
         appointment = _local(referral.appointment_start)
     if referral.bed_reservation is not None:

@@ -544,3 +544,44 @@ def test_resident_sees_their_referral_with_time_place_and_instructions(world: Wo
     assert "台山市人民医院" in body and "已预约" in body and "请携带近三个月的血压记录" in body
     assert timezone.localtime(slot.start).strftime("%Y-%m-%d") in body
     assert "心内科普通门诊" in body
+
+
+# --- English ------------------------------------------------------------------------------------------
+
+
+def test_referral_pages_in_english(world: World, login) -> None:  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    referral = refer_up(world)
+    client = login("lead_clinician")
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    inbox = client.get("/referrals/inbox/").content.decode()
+    assert "Referrals in" in inbox and "Waiting" in inbox and "Referral number" in inbox
+    detail = client.get(f"/referrals/{referral.uuid}/").content.decode()
+    assert "Accept and book" in detail and "Reason for referral" in detail and "Up" in detail
+
+
+def test_the_referrals_catalogue_is_translated_and_compiled() -> None:
+    import ast
+    import gettext
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = Path(settings.BASE_DIR) / "yilian/referrals/locale/en/LC_MESSAGES"
+    entries = []
+    for block in (folder / "django.po").read_text(encoding="utf-8").split("\n\n"):
+        fields: dict[str, str] = {}
+        current = None
+        for line in block.strip().splitlines():
+            if line.startswith(("msgid ", "msgstr ", "msgid_plural ", "msgstr[")):
+                current, _, literal = line.partition(" ")
+                fields[current] = ast.literal_eval(literal)
+            elif line.startswith('"') and current:
+                fields[current] += ast.literal_eval(line)
+        if fields.get("msgid") and "msgid_plural" not in fields:
+            entries.append((fields["msgid"], fields.get("msgstr", ""), "fuzzy" in block))
+    assert len(entries) > 250
+    assert not [m for m, s, fuzzy in entries if not s or fuzzy]
+    compiled = gettext.GNUTranslations((folder / "django.mo").open("rb"))
+    assert not [m for m, s, _f in entries if compiled.gettext(m) != s], "run compilemessages"
