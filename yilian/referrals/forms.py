@@ -49,6 +49,7 @@ class ReferralForm(forms.Form):
         label=_("接收机构"),
         queryset=Institution.objects.none(),
         to_field_name="uuid",
+        empty_label=_("请选择"),
         error_messages={"required": _("请选择接收机构（可从推荐列表中选择）。"), "invalid_choice": _("接收机构无效。")},
     )
     destination_department = forms.ModelChoiceField(

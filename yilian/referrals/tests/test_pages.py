@@ -559,6 +559,7 @@ def test_referral_pages_in_english(world: World, login) -> None:  # type: ignore
     assert "Referrals in" in inbox and "Waiting" in inbox and "Referral number" in inbox
     detail = client.get(f"/referrals/{referral.uuid}/").content.decode()
     assert "Accept and book" in detail and "Reason for referral" in detail and "Up" in detail
+    assert "<dt>To</dt>" in detail and "<dt>Patient</dt>" in detail
 
 
 def test_the_referrals_catalogue_is_translated_and_compiled() -> None:
@@ -574,12 +575,12 @@ def test_the_referrals_catalogue_is_translated_and_compiled() -> None:
         fields: dict[str, str] = {}
         current = None
         for line in block.strip().splitlines():
-            if line.startswith(("msgid ", "msgstr ", "msgid_plural ", "msgstr[")):
+            if line.startswith(("msgctxt ", "msgid ", "msgstr ", "msgid_plural ", "msgstr[")):
                 current, _, literal = line.partition(" ")
                 fields[current] = ast.literal_eval(literal)
             elif line.startswith('"') and current:
                 fields[current] += ast.literal_eval(line)
-        if fields.get("msgid") and "msgid_plural" not in fields:
+        if fields.get("msgid") and "msgid_plural" not in fields and "msgctxt" not in fields:
             entries.append((fields["msgid"], fields.get("msgstr", ""), "fuzzy" in block))
     assert len(entries) > 250
     assert not [m for m, s, fuzzy in entries if not s or fuzzy]
