@@ -9,11 +9,13 @@ Screenshots of each page go to test-artifacts/referrals-*.png."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 
@@ -67,6 +69,7 @@ def _shot(page: Any, name: str) -> None:
 
 def test_refer_up_book_refer_down_acknowledge_and_follow_up(world, live_server, sign_in) -> None:  # type: ignore[no-untyped-def]
     base = live_server.url
+    importlib.import_module("yilian.referrals.migrations.0002_seed_criteria").seed(apps, None)  # see conftest.criteria
     slot = clinic_slot(world)
     make_ward(world, beds=4)
     coordinator(world)

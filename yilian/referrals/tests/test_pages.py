@@ -150,7 +150,7 @@ def test_board_matrix(world: World) -> None:
 # --- create, suggestion -----------------------------------------------------------------------------
 
 
-def test_create_page_offers_the_criteria_and_destinations(world: World, login) -> None:  # type: ignore[no-untyped-def]
+def test_create_page_offers_the_criteria_and_destinations(world: World, login, criteria) -> None:  # type: ignore[no-untyped-def]
     patient = world.patients["at_b"]
     response = login("township_clinician").get(f"/referrals/patients/{patient.uuid}/new/")
     assert response.status_code == 200
@@ -165,7 +165,7 @@ def test_create_page_offers_the_criteria_and_destinations(world: World, login) -
     assert log.action == AccessAction.VIEW_SUMMARY
 
 
-def test_create_with_criteria_stores_them_and_redirects_to_the_detail(world: World, login) -> None:  # type: ignore[no-untyped-def]
+def test_create_with_criteria_stores_them_and_redirects_to_the_detail(world: World, login, criteria) -> None:  # type: ignore[no-untyped-def]
     patient = world.patients["at_b"]
     client = login("township_clinician")
     page = client.get(f"/referrals/patients/{patient.uuid}/new/")
@@ -551,13 +551,17 @@ def test_resident_sees_their_referral_with_time_place_and_instructions(world: Wo
 
 def test_referral_pages_in_english(world: World, login) -> None:  # type: ignore[no-untyped-def]
     from django.conf import settings
+    from django.utils import translation
 
     referral = refer_up(world)
     client = login("lead_clinician")
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
-    inbox = client.get("/referrals/inbox/").content.decode()
+    try:
+        inbox = client.get("/referrals/inbox/").content.decode()
+        detail = client.get(f"/referrals/{referral.uuid}/").content.decode()
+    finally:
+        translation.activate(settings.LANGUAGE_CODE)  # the middleware leaves English active in this thread
     assert "Referrals in" in inbox and "Waiting" in inbox and "Referral number" in inbox
-    detail = client.get(f"/referrals/{referral.uuid}/").content.decode()
     assert "Accept and book" in detail and "Reason for referral" in detail and "Up" in detail
     assert "<dt>To</dt>" in detail and "<dt>Patient</dt>" in detail
 
