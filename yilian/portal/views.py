@@ -28,8 +28,11 @@ from yilian.portal.forms import CodeForm, SignInForm
 from yilian.portal.models import ResidentSession, SignInChallenge
 from yilian.portal.selectors import departments_of, resident_access_log, resident_summary
 from yilian.portal.services import resident_session_end, sign_in_code_request, sign_in_code_resend, sign_in_code_verify
+from yilian.referrals.selectors import referrals_of_patient
 from yilian.web.pagination import paginate
 from yilian.web.templatetags.yilian import masked_phone
+
+RECENT_REFERRALS = 10
 
 
 def _session(request: HttpRequest) -> ResidentSession:
@@ -148,7 +151,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 @resident_required
 def summary(request: HttpRequest) -> HttpResponse:
     session = _session(request)
-    return render(request, "portal/summary.html", {"summary": resident_summary(session.patient), "resident": session.patient})
+    referrals = list(referrals_of_patient(session.patient.pk)[:RECENT_REFERRALS])
+    context = {"summary": resident_summary(session.patient), "resident": session.patient, "referrals": referrals}
+    return render(request, "portal/summary.html", context)
 
 
 @never_cache

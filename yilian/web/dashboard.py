@@ -212,3 +212,15 @@ def totals(summaries: list[ConsortiumSummary]) -> dict[str, int]:
         out["grid_count"] += s.grid_count
         out["population"] += s.population
     return dict(out)
+
+
+def referral_counts(actor: Actor, institution: Institution) -> dict[str, int]:
+    """The clinician's referral to-dos: referrals waiting for the institution to accept, and the
+    open follow-up tasks the clinician is responsible for. Counts only, two queries."""
+    from yilian.referrals.models import FollowUpStatus, FollowUpTask, Referral, ReferralStatus
+
+    waiting = Referral.objects.filter(destination_institution=institution, status=ReferralStatus.SUBMITTED).count()
+    follow_ups = 0
+    if actor.user is not None:
+        follow_ups = FollowUpTask.objects.filter(responsible=actor.user, status=FollowUpStatus.OPEN).count()
+    return {"referrals_waiting": waiting, "follow_ups_open": follow_ups}

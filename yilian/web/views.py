@@ -40,7 +40,11 @@ def panel_context(actor: Actor) -> dict[str, Any]:
     panel = PANEL_BY_ROLE.get(actor.role, "none")
     institution = actor.institution
     if panel == "clinical" and institution is not None:
-        return {"panel": panel, "residents_held": dashboard.residents_held_count(institution)}
+        return {
+            "panel": panel,
+            "residents_held": dashboard.residents_held_count(institution),
+            **dashboard.referral_counts(actor, institution),
+        }
     if panel in {"coordinator", "institution"} and institution is not None:
         return {"panel": panel, "summary": dashboard.institution_summary(institution)}
     if panel == "consortium" and institution is not None:

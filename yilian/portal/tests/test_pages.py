@@ -135,7 +135,7 @@ def test_summary_shows_demographics_holder_grid_doctor_and_grants(world, django_
 
     client = force_resident_login(resident)
     client.get("/me/")
-    with django_assert_num_queries(4):  # session, patient, grants, encounter count (none, so no page)
+    with django_assert_num_queries(5):  # session, patient, grants, encounter count (none, so no page), referrals
         response = client.get("/me/")
     body = response.content.decode()
     assert "陈大明" in body and "4407**********0033" in body and resident.id_number not in body
@@ -163,7 +163,7 @@ def test_summary_shows_recent_encounters_from_every_member(world, django_assert_
     make_visit(make_identity(other, world.a), "A-other", days_ago=2)
     client = force_resident_login(resident)
     client.get("/me/")
-    with django_assert_num_queries(6):  # session, patient, grants, count, page, encounters
+    with django_assert_num_queries(7):  # session, patient, grants, count, page, encounters, referrals
         body = client.get("/me/").content.decode()
     encounters = body[body.index('data-testid="encounter"') : body.index('data-testid="grants"')]
     assert encounters.count('data-testid="encounter"') == 5  # the five most recent
