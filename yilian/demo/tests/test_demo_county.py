@@ -338,7 +338,7 @@ def _patient_table_definition() -> list[tuple[str, str]]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'patients_patient'::regclass "
-            "UNION ALL SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'patients_patient' ORDER BY 1"
+            "UNION ALL SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'patients_patient' ORDER BY 1, 2"
         )
         return cursor.fetchall()
 
