@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from yilian.accounts.selectors import memberships_cache_clear
 from yilian.testing.world import World, build_world
+
+
+@pytest.fixture(autouse=True)
+def _fresh_membership_cache() -> None:
+    """Rolled-back tests reuse user ids (SQLite): no test sees another's cached memberships."""
+    memberships_cache_clear()
 
 
 @pytest.fixture

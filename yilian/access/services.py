@@ -63,7 +63,10 @@ def access_log_record(
                 path=path[:200],
             )
         )
-    AccessLog.objects.bulk_create(rows)
+    if len(rows) == 1:
+        rows[0].save()  # one INSERT, in the caller's transaction or autocommit (no BEGIN/COMMIT round trips)
+    else:
+        AccessLog.objects.bulk_create(rows)
 
 
 def grant_issue(

@@ -7,9 +7,10 @@ through an institution-scoped API key. An actor with no membership has no permis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext as _
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 # What a member system (HIS/LIS/PACS) may do with an institution API key.
 MEMBER_SYSTEM_PERMISSIONS = frozenset({Permission.STRUCTURE_VIEW})
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +79,15 @@ class Actor:
     @property
     def is_authenticated(self) -> bool:
         return bool(self.permissions)
+
+    def remember(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()` once per Actor, i.e. once per request: gatekeepers keep the ids of their
+        scope here (the institutions an actor sees, the ones whose records it holds) instead of
+        asking the database again for every object they check."""
+        memo: dict[str, Any] = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
         if self.api_key is not None:

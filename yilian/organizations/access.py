@@ -78,6 +78,32 @@ def institution_scope_filter(actor: Actor, prefix: str = "") -> Q:
     return NOTHING
 
 
+def institution_visible(actor: Actor, institution: Institution) -> bool:
+    """Whether `actor` sees `institution`: `institution_scope_filter`'s rule decided in Python, the
+    fellow members read once per Actor (a gatekeeper checking one loaded object needs no query)."""
+    if not actor.can(Permission.STRUCTURE_VIEW):
+        return False
+    if actor.is_system_admin:
+        return True
+    if actor.can(Permission.AUTHORITY_SUPERVISE) and actor.authority is not None:
+        return institution.authority_id == actor.authority.pk
+    own = actor.institution
+    if own is None:
+        return False
+    if institution.pk == own.pk:
+        return True
+    fellows = actor.remember(
+        "organizations.fellow_members",
+        lambda: frozenset(
+            ConsortiumMembership.objects.current()
+            .filter(consortium_id__in=member_consortium_ids(own))
+            .order_by()  # the default ordering joins consortium and institution for nothing
+            .values_list("institution_id", flat=True)
+        ),
+    )
+    return institution.pk in fellows
+
+
 def managed_institution_filter(actor: Actor, permission: Permission, prefix: str = "") -> Q:
     """Q over Institution for the institutions where `actor` may use a managing permission.
 

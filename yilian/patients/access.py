@@ -38,7 +38,7 @@ def patient_scope_filter(actor: Actor) -> Q:
         return NOTHING
     # One IN over a UNION of index lookups (home institution, identities, grants): an OR across
     # joins made PostgreSQL scan every patient at 1,000,000 residents.
-    holders = _holding_institutions(actor.institution)
+    holders = _holders(actor, actor.institution)
     registered = Patient.objects.filter(home_institution__in=holders).order_by().values("id")
     identified = SourceIdentity.objects.filter(institution__in=holders).order_by().values("patient_id")
     granted = _active_grants(actor).order_by().values("patient_id")
@@ -47,7 +47,12 @@ def patient_scope_filter(actor: Actor) -> Q:
 
 def _holding_institutions(institution: Institution) -> list[int]:
     """The acting institution and its village clinics (a township centre holds their records)."""
-    return [institution.pk, *Institution.objects.filter(parent=institution).values_list("pk", flat=True)]
+    return [institution.pk, *Institution.objects.filter(parent=institution).order_by("pk").values_list("pk", flat=True)]
+
+
+def _holders(actor: Actor, institution: Institution) -> list[int]:
+    """`_holding_institutions` of the acting institution, read once per Actor."""
+    return actor.remember("patients.holders", lambda: _holding_institutions(institution))
 
 
 def holds_patient(institution: Institution | None, patient: Patient) -> bool:
@@ -65,11 +70,15 @@ def basis_grant(actor: Actor, patient: Patient, *, scope: str = GrantScope.SUMMA
     grant opens the whole record, so a later-expiring summary grant never hides a record grant."""
     if holds_patient(actor.institution, patient):
         return None
+    return _grant_for(actor, patient, scope)
+
+
+def _grant_for(actor: Actor, patient: Patient, scope: str) -> AccessGrant | None:
     grants = _active_grants(actor).filter(patient=patient)
     if scope == GrantScope.RECORD:
         grants = grants.filter(scope=GrantScope.RECORD)
     # Personal (break-glass) grants first, so their use shows up in the review.
-    return grants.order_by("-grantee_user_id", "-expires_at").first()
+    return grants.order_by("-grantee_user_id", "-expires_at").first()  # type: ignore[no-any-return]
 
 
 def access_patient(
@@ -82,13 +91,23 @@ def access_patient(
 ) -> Patient:
     """Load one patient for `actor` to `scope`, logging the read with the grant it used; missing and
     forbidden are both 404. A record read needs the record held here or a record grant."""
+    if not actor.can(Permission.PATIENT_VIEW) or actor.institution is None:
+        raise Http404(_("未找到，或您无权访问。"))
     try:
-        patient = Patient.objects.select_related("home_institution", "grid").filter(patient_scope_filter(actor)).get(uuid=key)
+        patient = Patient.objects.select_related("home_institution", "grid").get(uuid=key)
     except (ObjectDoesNotExist, ValidationError, ValueError, TypeError) as exc:
         raise Http404(_("未找到，或您无权访问。")) from exc
-    grant = basis_grant(actor, patient, scope=scope)
-    if grant is None and scope == GrantScope.RECORD and not holds_patient(actor.institution, patient):
-        raise Http404(_("未找到，或您无权访问。"))
+    # `patient_scope_filter`'s rule for this one patient, cheapest test first: registered here or at
+    # one of our village clinics, else an identity held here, else an active grant (to `scope`).
+    holders = _holders(actor, actor.institution)
+    held = (
+        patient.home_institution_id in holders or SourceIdentity.objects.filter(patient=patient, institution__in=holders).exists()
+    )
+    grant = None
+    if not held:
+        grant = _grant_for(actor, patient, scope)
+        if grant is None:
+            raise Http404(_("未找到，或您无权访问。"))
     access_log_record(actor=actor, patients=[patient], action=action, grant_for=lambda p: grant, path=path)
     patient.grant = grant  # type: ignore[attr-defined]
     return patient

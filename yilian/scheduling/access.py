@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
-from yilian.organizations.access import NOTHING, institution_scope_filter, managed_institution_filter
+from yilian.organizations.access import NOTHING, institution_scope_filter, institution_visible, managed_institution_filter
 from yilian.scheduling.models import Bed, BedReservation, Booking, Schedule, Slot, Ward
 
 
@@ -100,12 +100,18 @@ def access_slot(actor: Actor, key: UUID | str) -> Slot:
 def slot_for_booking(actor: Actor, key: UUID | str) -> Slot | None:
     """The slot `key` if `actor` sees it, with its schedule's institution, department and
     practitioner (what a booking answer shows); None when missing or out of scope alike."""
-    slot = (
-        Slot.objects.select_related("schedule__institution", "schedule__department", "schedule__practitioner__user")
-        .filter(schedule_scope_filter(actor, prefix="schedule__"), uuid=key)
-        .first()
-    )
-    return _loaded_for(slot, actor) if slot is not None else None
+    try:
+        slot = (
+            Slot.objects.select_related("schedule__institution", "schedule__department", "schedule__practitioner__user")
+            .filter(uuid=key)
+            .first()
+        )
+    except (ValidationError, ValueError, TypeError):
+        return None
+    # The scope rule of `schedule_scope_filter`, decided on the loaded institution (no subqueries).
+    if slot is None or not institution_visible(actor, slot.schedule.institution):
+        return None
+    return _loaded_for(slot, actor)
 
 
 def access_booking(actor: Actor, key: UUID | str) -> Booking:

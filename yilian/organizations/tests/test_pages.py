@@ -470,8 +470,10 @@ def test_list_pages_have_bounded_queries(world, login, django_assert_max_num_que
     client.get(url)  # warm the session
     with django_assert_max_num_queries(14) as small:
         client.get(url)
+    few = len(small.captured_queries)
     add_township_centres(world, 20)
-    with django_assert_max_num_queries(len(small.captured_queries)):
+    client.get(url)  # saving institutions emptied the membership cache (one more query, once)
+    with django_assert_max_num_queries(few):
         response = client.get(url)
     assert response.status_code == 200
 
@@ -482,8 +484,10 @@ def test_consortium_detail_has_bounded_queries(world, login, django_assert_max_n
     client.get(url)
     with django_assert_max_num_queries(20) as small:
         client.get(url)
+    few = len(small.captured_queries)
     add_township_centres(world, 15)
-    with django_assert_max_num_queries(len(small.captured_queries)):
+    client.get(url)  # saving institutions emptied the membership cache (one more query, once)
+    with django_assert_max_num_queries(few):
         assert client.get(url).status_code == 200
 
 
