@@ -144,6 +144,9 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 SESSION_COOKIE_AGE = 8 * 60 * 60  # one working shift
+# Django's database sessions and ModelBackend, reading their row in plain SQL (yilian/accounts/sessions.py).
+SESSION_ENGINE = "yilian.accounts.sessions"
+AUTHENTICATION_BACKENDS = ["yilian.accounts.sessions.AuthBackend"]
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True

@@ -19,10 +19,10 @@ from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership
 from yilian.accounts.selectors import current_memberships
 from yilian.organizations.access import institution_scope_filter, institution_visible
-from yilian.organizations.models import Institution
+from yilian.organizations.models import ConsortiumMembership, Institution, MemberRole
 from yilian.patients.access import access_patient, patient_scope_filter
 from yilian.patients.models import LinkMethod, Patient, SourceIdentity
-from yilian.testing.world import PERSONAS, World
+from yilian.testing.world import PERSONAS, START, World
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,17 @@ def _actors(world: World) -> list[tuple[str, Actor]]:
 
 
 def test_institution_visible_agrees_with_the_scope_filter(world: World) -> None:
+    # Membership dates count: 大江 left the first consortium yesterday, 中医院 joins it tomorrow,
+    # 水步 belongs to the second one as well.
+    today = timezone.localdate()
+    for institution, joined, left in (
+        (world.d, START, today - dt.timedelta(days=1)),
+        (world.t, today + dt.timedelta(days=1), None),
+    ):
+        ConsortiumMembership.objects.create(
+            consortium=world.k1, institution=institution, role=MemberRole.MEMBER, joined_on=joined, left_on=left
+        )
+    ConsortiumMembership.objects.create(consortium=world.k2, institution=world.b, role=MemberRole.MEMBER, joined_on=START)
     institutions = list(Institution.objects.all())
     checked = 0
     for label, actor in _actors(world):
