@@ -239,5 +239,8 @@ REFERRAL_DEADLINES = {
     "routine": (48 * 60, 14 * 24 * 60),
 }
 REFERRAL_GRANT_DAYS = 30
+# A booked slot or reserved bed opens the patient's summary to the receiving institution until this
+# many days after the slot ends or the reservation expires (scheduling.services).
+SCHEDULING_GRANT_DAYS = 7
 REFERRAL_GRANT_AFTER_COMPLETION_DAYS = 7
 REFERRAL_ARRIVAL_GRACE_DAYS = 7

@@ -18,6 +18,7 @@ class GrantSource(models.TextChoices):
     CONSULTATION = "consultation", _("会诊/远程诊断")
     CONTRACT = "contract", _("家庭医生签约")
     BREAK_GLASS = "break_glass", _("紧急授权（破窗）")
+    APPOINTMENT = "appointment", _("预约号源/床位")
 
 
 class GrantScope(models.TextChoices):

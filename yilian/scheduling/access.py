@@ -8,8 +8,9 @@
   (`managed_institution_filter`: own institution and its village clinics; a consortium manager
   also the members of the consortia their institution leads).
 - Bookings and bed reservations name a patient: an actor with PATIENT_VIEW sees those made by the
-  acting institution and those at the acting institution (the receiving side); the patient list
-  of each page is written to the access log by the views.
+  acting institution and those at the acting institution (the receiving side) whose patient it may
+  see — booking opens an expiring "appointment" grant to the receiving institution
+  (services.slot_book / bed_reserve); the patient list of each page is written to the access log.
 Anything else is "not found" (404).
 """
 
@@ -25,6 +26,8 @@ from django.utils.translation import gettext as _
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
 from yilian.organizations.access import NOTHING, institution_scope_filter, institution_visible, managed_institution_filter
+from yilian.patients.access import patient_scope_filter
+from yilian.patients.models import Patient
 from yilian.scheduling.models import Bed, BedReservation, Booking, Schedule, Slot, Ward
 
 
@@ -50,18 +53,26 @@ def booking_scope_filter(actor: Actor, prefix: str = "") -> Q:
     return Q(**{f"{prefix}for_institution": institution})
 
 
+def _patients_seen(actor: Actor) -> QuerySet[Patient]:
+    return Patient.objects.filter(patient_scope_filter(actor)).values("id")  # type: ignore[return-value]
+
+
 def bookings_visible_to(actor: Actor) -> QuerySet[Booking]:
+    """Bookings made by the acting institution, and those at it whose patient it may see (it holds
+    the record, or the booking's appointment grant or another grant is active)."""
     scope = booking_scope_filter(actor)
     if scope is NOTHING:
         return Booking.objects.none()
-    return Booking.objects.filter(scope | Q(slot__schedule__institution=actor.institution))
+    received = Q(slot__schedule__institution=actor.institution, patient_id__in=_patients_seen(actor))
+    return Booking.objects.filter(scope | received)
 
 
 def reservations_visible_to(actor: Actor) -> QuerySet[BedReservation]:
     scope = booking_scope_filter(actor)
     if scope is NOTHING:
         return BedReservation.objects.none()
-    return BedReservation.objects.filter(scope | Q(bed__ward__institution=actor.institution))
+    received = Q(bed__ward__institution=actor.institution, patient_id__in=_patients_seen(actor))
+    return BedReservation.objects.filter(scope | received)
 
 
 def _get(queryset: QuerySet, key: UUID | str):  # type: ignore[no-untyped-def]

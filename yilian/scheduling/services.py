@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -22,6 +23,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from yilian.access.models import AccessGrant, GrantScope, GrantSource
+from yilian.access.services import grant_issue
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership, Practitioner, User
 from yilian.accounts.roles import Permission
@@ -428,7 +431,42 @@ def slot_book(
                 booking.save()
         except IntegrityError as exc:
             raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict") from exc
+        _appointment_grant_open(
+            patient=patient, institution=schedule.institution, until=locked.end, reference=booking.uuid, actor=actor
+        )
     return booking
+
+
+# --- the receiving institution's access to a booked patient ---------------------------------------
+#
+# A booking or bed reservation is a care relationship: the institution that will see the patient gets
+# an expiring summary grant (access.AccessGrant, source "appointment") so its staff can list and read
+# who is coming. It lasts until SCHEDULING_GRANT_DAYS after the slot ends or the reservation expires;
+# cancelling or releasing revokes it. No grant when that institution already holds the record.
+
+
+def _appointment_grant_open(
+    *, patient: Patient, institution: Institution, until: dt.datetime, reference: object, actor: Actor
+) -> None:
+    home = patient.home_institution
+    if institution.pk in (home.pk, home.parent_id):
+        return
+    grant_issue(
+        patient=patient,
+        source=GrantSource.APPOINTMENT,
+        source_reference=str(reference),
+        grantee_institution=institution,
+        scope=GrantScope.SUMMARY,
+        expires_at=until + dt.timedelta(days=settings.SCHEDULING_GRANT_DAYS),
+        granted_by=actor.user,
+        acting_institution=actor.institution,
+    )
+
+
+def _appointment_grant_close(reference: object) -> None:
+    AccessGrant.objects.filter(source=GrantSource.APPOINTMENT, source_reference=str(reference), revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), updated_at=timezone.now()
+    )
 
 
 def _give_back(booking: Booking) -> None:
@@ -472,6 +510,7 @@ def booking_cancel(*, actor: Actor, booking: Booking, reason: str = "") -> Booki
         if not _end_booking(booking, BookingStatus.CANCELLED, reason):
             raise ValidationError(_("该预约已不是“已预约”状态。"), code="state")
         _give_back(booking)
+        _appointment_grant_close(booking.uuid)
     booking.refresh_from_db()
     return booking
 
@@ -592,6 +631,9 @@ def bed_reserve(
                 reservation.save()
         except IntegrityError as exc:
             raise ValidationError(_("该居民已有一张预留床位。"), code="conflict") from exc
+        _appointment_grant_open(
+            patient=patient, institution=ward_institution, until=reservation.expires_at, reference=reservation.uuid, actor=actor
+        )
     return reservation
 
 
@@ -619,6 +661,7 @@ def bed_release(*, actor: Actor, reservation: BedReservation) -> BedReservation:
     with transaction.atomic():
         if not _end_reservation(reservation, ReservationStatus.RELEASED, BedStatus.FREE):
             raise ValidationError(_("该床位预留已结束。"), code="state")
+        _appointment_grant_close(reservation.uuid)
     reservation.refresh_from_db()
     return reservation
 
@@ -669,13 +712,17 @@ def booking_release_for(*, booking: Booking, reason: str) -> bool:
         if slot.start <= timezone.now() or not _end_booking(booking, BookingStatus.CANCELLED, reason):
             return False
         _give_back(booking)
+        _appointment_grant_close(booking.uuid)
     return True
 
 
 def reservation_release_for(*, reservation: BedReservation) -> bool:
     """Free a reserved bed for a care workflow that has already checked its own side."""
     with transaction.atomic():
-        return _end_reservation(reservation, ReservationStatus.RELEASED, BedStatus.FREE)
+        released = _end_reservation(reservation, ReservationStatus.RELEASED, BedStatus.FREE)
+        if released:
+            _appointment_grant_close(reservation.uuid)
+        return released
 
 
 def reservation_admit_for(*, reservation: BedReservation) -> bool:

@@ -245,3 +245,44 @@ def test_the_institution_picker_names_the_institution_shown_even_without_schedul
     picker = text.split('name="institution"', 1)[1].split("</select>", 1)[0]
     assert f'<option value="{world.b.uuid}" selected>{world.b.name}</option>' in picker
     assert f'value="{world.a.uuid}"' in picker  # the lead hospital's schedules stay one choice away
+
+
+def test_the_receiving_institution_sees_a_booked_patient_through_an_expiring_grant(world, clinic, login):
+    """No exception to the gatekeeper: the lead hospital lists a township's booked patient because
+    the booking opened an appointment grant, logged as such; cancelling closes it."""
+    from yilian.access.models import AccessBasis, AccessGrant, GrantScope, GrantSource
+
+    slot = _slot(clinic)
+    patient = world.patients["at_b"]
+    booking = slot_book(actor=actor_for(world, "township_clinician"), slot=slot, patient=patient, pool="reserved")
+    grant = AccessGrant.objects.get(source=GrantSource.APPOINTMENT, source_reference=str(booking.uuid))
+    assert (grant.patient, grant.grantee_institution, grant.scope) == (patient, world.a, GrantScope.SUMMARY)
+    assert grant.expires_at == slot.end + dt.timedelta(days=7)
+    lead = login("lead_clinician")
+    assert "黄美玲" in lead.get("/scheduling/bookings/?side=received").content.decode()
+    assert AccessLog.objects.filter(patient=patient, acting_institution=world.a, basis=AccessBasis.GRANT, grant=grant).exists()
+    assert lead.get(f"/api/v1/scheduling/bookings/{booking.uuid}").status_code == 200
+    # Without an active grant the receiving side does not list the booking, nor open it.
+    AccessGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert "黄美玲" not in lead.get("/scheduling/bookings/?side=received").content.decode()
+    assert lead.get(f"/api/v1/scheduling/bookings/{booking.uuid}").status_code == 404
+    AccessGrant.objects.filter(pk=grant.pk).update(expires_at=slot.end + dt.timedelta(days=7))
+    # Cancelling revokes it.
+    assert login("township_clinician").post(f"/scheduling/bookings/{booking.uuid}/cancel/", {"reason": "改期"}).status_code == 302
+    grant.refresh_from_db()
+    assert grant.revoked_at is not None
+    assert "黄美玲" not in lead.get("/scheduling/bookings/?side=received").content.decode()
+
+
+def test_a_bed_reservation_opens_and_its_release_closes_the_grant(world, login):
+    from yilian.access.models import AccessGrant, GrantSource
+    from yilian.scheduling.services import bed_release
+
+    ward = make_ward(world)
+    township = actor_for(world, "township_clinician")
+    reservation = bed_reserve(actor=township, bed=bed(ward), patient=world.patients["at_b"], hours=24)
+    grant = AccessGrant.objects.get(source=GrantSource.APPOINTMENT, source_reference=str(reservation.uuid))
+    assert grant.grantee_institution == ward.institution and grant.revoked_at is None
+    bed_release(actor=township, reservation=reservation)
+    grant.refresh_from_db()
+    assert grant.revoked_at is not None
