@@ -263,10 +263,10 @@ def test_the_receiving_institution_sees_a_booked_patient_through_an_expiring_gra
     assert AccessLog.objects.filter(patient=patient, acting_institution=world.a, basis=AccessBasis.GRANT, grant=grant).exists()
     assert lead.get(f"/api/v1/scheduling/bookings/{booking.uuid}").status_code == 200
     # Without an active grant the receiving side does not list the booking, nor open it.
-    AccessGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    AccessGrant.objects.filter(pk=grant.pk).update(revoked_at=timezone.now())
     assert "黄美玲" not in lead.get("/scheduling/bookings/?side=received").content.decode()
     assert lead.get(f"/api/v1/scheduling/bookings/{booking.uuid}").status_code == 404
-    AccessGrant.objects.filter(pk=grant.pk).update(expires_at=slot.end + dt.timedelta(days=7))
+    AccessGrant.objects.filter(pk=grant.pk).update(revoked_at=None)
     # Cancelling revokes it.
     assert login("township_clinician").post(f"/scheduling/bookings/{booking.uuid}/cancel/", {"reason": "改期"}).status_code == 302
     grant.refresh_from_db()
