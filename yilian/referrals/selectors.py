@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
-from django.db.models import Count, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, FilteredRelation, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -106,44 +105,28 @@ class PoolUse:
 
 def pool_use(institution: Institution, *, date_from: dt.datetime, date_to: dt.datetime, limit: int = 30) -> list[PoolUse]:
     """The active schedules of `institution` with their open slots' units and bookings in
-    [date_from, date_to), all of them and those of reserved quotas (号源下沉): two queries, one
-    grouped over the window's slot pools, whatever the number of schedules or slots."""
-    schedules = list(
+    [date_from, date_to), all of them and those of reserved quotas (号源下沉): one grouped query,
+    whatever the number of schedules or slots."""
+    upcoming = FilteredRelation(
+        "slots", condition=Q(slots__start__gte=date_from, slots__start__lt=date_to, slots__is_closed=False)
+    )
+    reserved = Q(upcoming__pools__quota__isnull=False)
+    schedules = (
         Schedule.objects.filter(institution=institution, is_active=True)
         .select_related("department")
+        .annotate(
+            upcoming=upcoming,
+            capacity_total=Sum("upcoming__pools__capacity", default=0),
+            booked_total=Sum("upcoming__pools__booked", default=0),
+            reserved_capacity=Sum("upcoming__pools__capacity", filter=reserved, default=0),
+            reserved_booked=Sum("upcoming__pools__booked", filter=reserved, default=0),
+        )
         .order_by("kind", "name")[:limit]
     )
-    reserved = Q(quota__isnull=False)
-    totals = (
-        SlotPool.objects.filter(
-            slot__schedule__in=[s.pk for s in schedules],
-            slot__start__gte=date_from,
-            slot__start__lt=date_to,
-            slot__is_closed=False,
-        )
-        .order_by()
-        .values("slot__schedule_id")
-        .annotate(
-            capacity_total=Sum("capacity"),
-            booked_total=Sum("booked"),
-            reserved_capacity=Sum("capacity", filter=reserved),
-            reserved_booked=Sum("booked", filter=reserved),
-        )
-    )
-    by_schedule: dict[int, dict[str, Any]] = {row["slot__schedule_id"]: dict(row) for row in totals}
-    uses = []
-    for schedule in schedules:
-        row: dict[str, Any] = by_schedule.get(schedule.pk, {})
-        uses.append(
-            PoolUse(
-                schedule,
-                capacity_total=row.get("capacity_total") or 0,
-                booked_total=row.get("booked_total") or 0,
-                reserved_capacity=row.get("reserved_capacity") or 0,
-                reserved_booked=row.get("reserved_booked") or 0,
-            )
-        )
-    return uses
+    return [
+        PoolUse(s, s.capacity_total, s.booked_total, s.reserved_capacity, s.reserved_booked)  # type: ignore[attr-defined]
+        for s in schedules
+    ]
 
 
 @dataclass
@@ -161,14 +144,11 @@ class WardUse:
 
 
 def bed_use(institution: Institution) -> list[WardUse]:
-    """The active wards of `institution` with their beds counted per status: two queries, and no
-    bed row loaded (a county hospital has about a thousand)."""
-    wards = list(Ward.objects.filter(institution=institution, is_active=True).order_by("code"))
-    counts: dict[int, dict[str, int]] = {ward.pk: {} for ward in wards}
-    rows = Bed.objects.filter(ward__in=list(counts)).order_by().values("ward_id", "status").annotate(n=Count("*"))
-    for row in rows:
-        counts[row["ward_id"]][row["status"]] = row["n"]
-    return [WardUse(ward, counts[ward.pk]) for ward in wards]
+    """The active wards of `institution` with their beds counted per status: one grouped query,
+    and no bed row loaded (a county hospital has about a thousand)."""
+    per_status = {status: Count("beds", filter=Q(beds__status=status)) for status in BedStatus.values}
+    wards = Ward.objects.filter(institution=institution, is_active=True).annotate(**per_status).order_by("code")
+    return [WardUse(ward, {s: getattr(ward, s) for s in BedStatus.values if getattr(ward, s)}) for ward in wards]
 
 
 def follow_ups_for(actor: Actor, *, status: str = FollowUpStatus.OPEN) -> QuerySet[FollowUpTask]:
