@@ -51,6 +51,7 @@ PORT = int(os.environ.get("BENCH_PORT", "8765"))
 PAGES = (
     ("township_doctor", "/referrals/inbox/"),
     ("township_doctor", "/referrals/outbox/"),
+    ("township_doctor", "/referrals/outbox/?state=all"),  # the whole history: 3,700 referrals
     ("lead_doctor", "/referrals/inbox/"),
     ("coordinator", "/referrals/board/"),
     ("township_doctor", "/"),  # a reference: the home page (session, navigation, layout) costs this much anyway

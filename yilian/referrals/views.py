@@ -236,8 +236,17 @@ UUID_MARKER = "00000000-0000-0000-0000-000000000000"
 
 def _rows(page: Page, now: dt.datetime) -> list[Referral]:
     """The page's referrals, each with its detail link (`link`, from a single reverse(): one per
-    row was a third of the rows' rendering time) and whether it is overdue (`overdue`)."""
-    rows = list(page.object_list)
+    row was a third of the rows' rendering time) and whether it is overdue (`overdue`).
+
+    The page's ids are read first and the rows with their related rows after: the ids come off an
+    index alone (institution, -submitted_at, -id), where joining first made PostgreSQL read and
+    join every referral of a township and its village clinics before sorting (3,700 rows, 35–85 ms
+    for the "all" tab at 100,000 referrals)."""
+    listed: QuerySet[Referral] = page.object_list  # type: ignore[assignment]
+    ids = list(listed.values_list("pk", flat=True))
+    everything: QuerySet[Referral] = page.paginator.object_list  # type: ignore[assignment]
+    by_id = {row.pk: row for row in everything.filter(pk__in=ids).order_by()}
+    rows = [by_id[pk] for pk in ids if pk in by_id]
     pattern = reverse("referrals:detail", args=[UUID_MARKER])
     for row in rows:
         row.link = pattern.replace(UUID_MARKER, str(row.uuid))  # type: ignore[attr-defined]
