@@ -216,9 +216,11 @@ cases = [
 ]
 from yilian.referrals.models import OPEN_STATUSES
 for title, queryset in cases:
+    # What a page reads (referrals.views._rows): the page's ids first, then those rows with their related rows.
     for label, q in (
-        ("first 20 open (the page's default tab)", queryset.filter(status__in=OPEN_STATUSES)[:20]),
-        ("first 20 rows", queryset[:20]),
+        ("ids of the first 20 open (the page's default tab)", queryset.filter(status__in=OPEN_STATUSES).values("pk")[:20]),
+        ("ids of the first 20 of all", queryset.values("pk")[:20]),
+        ("those 20 rows", queryset.filter(pk__in=list(queryset.values_list("pk", flat=True)[:20])).order_by()),
         ("status counts", None),
     ):
         if label == "status counts":
