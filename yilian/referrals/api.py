@@ -255,7 +255,8 @@ def referral_list(request: HttpRequest, query: Query[ReferralListQuery]) -> dict
         actor.require(Permission.REFERRAL_COORDINATE)
         referrals = selectors.board(actor)
     else:
-        referrals = referrals_visible_to(actor).select_related(*selectors.LIST_RELATED)
+        referrals = referrals_visible_to(actor)
+    referrals = referrals.select_related(*selectors.LIST_RELATED)
     if query.status:
         referrals = referrals.filter(status=query.status)
     if query.direction:

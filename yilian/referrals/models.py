@@ -196,6 +196,10 @@ class Referral(PublicModel):
     result_summary = models.TextField("诊疗结果/出院小结", max_length=4000, blank=True)
     ended_at = models.DateTimeField("结束时间", null=True, blank=True)
     end_reason = models.CharField("拒绝/撤销/过期原因", max_length=500, blank=True)
+    # The sending system's own identifier of the order (FHIR ServiceRequest.identifier), so a
+    # member HIS that sends the same ServiceRequest again gets the same referral back.
+    source_system = models.CharField("发送方标识系统", max_length=200, blank=True)
+    source_identifier = models.CharField("发送方转诊单标识", max_length=64, blank=True)
 
     objects = ReferralQuerySet.as_manager()
 
@@ -213,6 +217,11 @@ class Referral(PublicModel):
                 condition=~Q(sender_institution=models.F("destination_institution")), name="referral_not_to_itself"
             ),
             models.CheckConstraint(condition=Q(expires_at__gt=models.F("submitted_at")), name="referral_expires_after_submit"),
+            models.UniqueConstraint(
+                fields=["sender_institution", "source_system", "source_identifier"],
+                condition=~Q(source_identifier=""),
+                name="one_referral_per_source_identifier",
+            ),
         ]
         indexes = [
             models.Index(fields=["destination_institution", "status", "-submitted_at"], name="referral_inbox"),

@@ -17,6 +17,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -245,11 +246,14 @@ def referral_submit(
     share_scope: str = ShareScope.RECORD,
     sender_phone: str = "",
     sender_department: Department | None = None,
+    source_system: str = "",
+    source_identifier: str = "",
 ) -> Referral:
     """Refer `patient` from the acting institution to `destination_institution` (in the same
     consortium, at the level the direction needs). Creates the receiver's expiring grant to the
     shared record, tells the receivers and texts the resident. At most one open referral per
-    patient and direction."""
+    patient and direction. `source_system` / `source_identifier`: the sending system's own
+    identifier of the order, unique per sending institution (see `referral_submit_once`)."""
     if not actor.can(Permission.PATIENT_VIEW) or actor.institution is None or actor.api_key is not None:
         raise PermissionDenied(_("您当前的角色无权发起转诊。"))
     sender = actor.institution
@@ -286,6 +290,10 @@ def referral_submit(
         raise ValidationError({"diagnosis_code": _("ICD-10 编码 %(code)s 无效。") % {"code": diagnosis_code}})
     if wanted_from and wanted_to and wanted_to < wanted_from:
         raise ValidationError({"wanted_to": _("期望就诊截止日期不能早于开始日期。")})
+    source_system = _text(source_system, "source_system", 200, label=_("发送方标识系统"))
+    source_identifier = _text(source_identifier, "source_identifier", 64, label=_("发送方转诊单标识"))
+    if source_system and not source_identifier:
+        raise ValidationError({"source_identifier": _("请填写%(label)s。") % {"label": _("发送方转诊单标识")}})
     consortium = consortia[0]
     offered = {c.pk: c for c in criteria_for(consortium=consortium)}
     if len(set(criteria_ids)) > 50 or any(pk not in offered for pk in criteria_ids):
@@ -327,6 +335,8 @@ def referral_submit(
             wanted_from=wanted_from,
             wanted_to=wanted_to,
             share_scope=share_scope,
+            source_system=source_system,
+            source_identifier=source_identifier,
             submitted_at=now,
             accept_by=now + dt.timedelta(minutes=accept_minutes),
             expires_at=now + dt.timedelta(minutes=expire_minutes),
@@ -335,6 +345,8 @@ def referral_submit(
             with transaction.atomic():
                 referral.save()
         except IntegrityError as exc:
+            if source_identifier and _by_source(sender, source_system, source_identifier) is not None:
+                raise ValidationError(_("发送方转诊单标识已被使用。"), code="source_identifier") from exc
             raise ValidationError(
                 _("该居民已有一张未结束的%(direction)s单，请先处理或撤销。") % {"direction": referral.get_direction_display()},
                 code="conflict",
@@ -370,6 +382,65 @@ def referral_submit(
             % {"sender": sender.display_name, "destination": destination_institution.display_name, "number": referral.number},
         )
     return referral
+
+
+def _by_source(sender: Institution, system: str, identifier: str) -> Referral | None:
+    return Referral.objects.filter(sender_institution=sender, source_system=system, source_identifier=identifier).first()
+
+
+def _submission_differences(referral: Referral, actor: Actor, fields: dict[str, Any]) -> list[str]:
+    """The fields in which a resent submission differs from the referral it names (labels)."""
+    wanted: dict[str, Any] = {"sender_user": actor.user, **fields}
+    differences = []
+    for name, value in wanted.items():
+        if name == "criteria_ids":
+            same = sorted(set(value)) == sorted(c["id"] for c in referral.criteria)
+        elif name == "sender_department" and value is None:
+            continue  # the service fills in the acting membership's department
+        elif isinstance(value, str):
+            current = str(getattr(referral, name) or "")
+            same = (value.strip().upper() if name == "diagnosis_code" else value.strip()) == current
+        else:
+            same = value == getattr(referral, name)
+        if not same:
+            field = Referral._meta.get_field(name.removesuffix("_ids"))
+            differences.append(str(getattr(field, "verbose_name", name)))
+    return differences
+
+
+def referral_submit_once(*, actor: Actor, source_system: str, source_identifier: str, **fields: Any) -> tuple[Referral, bool]:
+    """`referral_submit` for a member system that names its own identifier of the order
+    (FHIR ServiceRequest.identifier): sending the same submission again returns the referral it
+    made, unchanged (created False); the identifier on a different submission (another patient,
+    destination, reason… or another practitioner) is a conflict. Identifiers are per sending
+    institution; the database's unique constraint settles two sends that race."""
+    if actor.institution is None or not source_identifier.strip():
+        raise ValidationError({"source_identifier": _("请填写%(label)s。") % {"label": _("发送方转诊单标识")}})
+    source_system, source_identifier = source_system.strip(), source_identifier.strip()
+    existing = _by_source(actor.institution, source_system, source_identifier)
+    if existing is None:
+        try:
+            referral = referral_submit(actor=actor, source_system=source_system, source_identifier=source_identifier, **fields)
+        except ValidationError as exc:
+            if getattr(exc, "code", None) != "source_identifier":
+                raise
+            existing = _by_source(actor.institution, source_system, source_identifier)
+            if existing is None:  # pragma: no cover - the constraint named a row that is gone
+                raise
+        else:
+            return referral, True
+    differences = _submission_differences(existing, actor, fields)
+    if differences:
+        raise ValidationError(
+            _("发送方转诊单标识 %(identifier)s 已用于转诊单 %(number)s，本次内容不同（%(fields)s）；新的转诊请使用新的标识。")
+            % {
+                "identifier": f"{source_system}|{source_identifier}" if source_system else source_identifier,
+                "number": existing.number,
+                "fields": "、".join(differences),
+            },
+            code="conflict",
+        )
+    return existing, False
 
 
 def referral_cancel(*, actor: Actor, referral: Referral, reason: str) -> Referral:

@@ -16,10 +16,12 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 from django.forms import formset_factory
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
@@ -62,9 +64,9 @@ from yilian.referrals.models import (
     Urgency,
 )
 from yilian.referrals.pdf import referral_pdf
-from yilian.scheduling.models import Bed, BedStatus, Schedule, Slot, Ward
-from yilian.scheduling.selectors import schedules_with_use, slot_search, ward_boards
-from yilian.web.pagination import paginate
+from yilian.scheduling.models import Bed, BedStatus, Slot
+from yilian.scheduling.selectors import slot_search
+from yilian.web.pagination import MAX_PAGE_SIZE, PAGE_SIZE, paginate
 
 S = ReferralStatus
 POOL_DAYS = 14
@@ -205,6 +207,22 @@ def _tabbed(request: HttpRequest, queryset: QuerySet[Referral], default: str = "
     return state, queryset.filter(status__in=statuses) if statuses is not None else queryset
 
 
+def _page(
+    request: HttpRequest, queryset: QuerySet[Referral], counts: dict[str, int], *, per_page: int = PAGE_SIZE
+) -> tuple[str, Page]:
+    """The chosen tab and its page; the row count comes from the status counts the tabs show
+    (one COUNT query fewer)."""
+    state, filtered = _tabbed(request, queryset)
+    statuses = STATE_TABS[state][1]
+    try:
+        size = max(1, min(int(request.GET.get("page_size", per_page)), MAX_PAGE_SIZE))
+    except ValueError:
+        size = per_page
+    paginator = Paginator(filtered, size)
+    paginator.count = sum(n for status, n in counts.items() if statuses is None or status in statuses)  # type: ignore[misc]
+    return state, paginator.get_page(request.GET.get("page"))
+
+
 def _tabs(counts: dict[str, int]) -> list[dict[str, Any]]:
     tabs = []
     for key, (label, statuses) in STATE_TABS.items():
@@ -213,12 +231,35 @@ def _tabs(counts: dict[str, int]) -> list[dict[str, Any]]:
     return tabs
 
 
+UUID_MARKER = "00000000-0000-0000-0000-000000000000"
+
+
+def _rows(page: Page, now: dt.datetime) -> list[Referral]:
+    """The page's referrals, each with its detail link (`link`, from a single reverse(): one per
+    row was a third of the rows' rendering time) and whether it is overdue (`overdue`).
+
+    The page's ids are read first and the rows with their related rows after: the ids come off an
+    index alone (institution, -submitted_at, -id), where joining first made PostgreSQL read and
+    join every referral of a township and its village clinics before sorting (3,700 rows, 35–85 ms
+    for the "all" tab at 100,000 referrals)."""
+    listed: QuerySet[Referral] = page.object_list  # type: ignore[assignment]
+    ids = list(listed.values_list("pk", flat=True))
+    everything: QuerySet[Referral] = page.paginator.object_list  # type: ignore[assignment]
+    by_id = {row.pk: row for row in everything.filter(pk__in=ids).order_by()}
+    rows = [by_id[pk] for pk in ids if pk in by_id]
+    pattern = reverse("referrals:detail", args=[UUID_MARKER])
+    for row in rows:
+        row.link = pattern.replace(UUID_MARKER, str(row.uuid))  # type: ignore[attr-defined]
+        row.overdue = row.status == S.SUBMITTED and row.accept_by < now  # type: ignore[attr-defined]
+    return rows
+
+
 def _list_page(request: HttpRequest, queryset: QuerySet[Referral], *, side: str) -> HttpResponse:
     actor = _actor(request)
     counts = selectors.status_counts(queryset)
-    state, filtered = _tabbed(request, queryset)
-    page = paginate(request, filtered)
-    rows = list(page.object_list)
+    state, page = _page(request, queryset, counts)
+    now = timezone.now()
+    rows = _rows(page, now)
     patients_listed(actor, list({r.patient_id: r.patient for r in rows}.values()), path=request.get_full_path())
     context = {
         "side": side,
@@ -226,7 +267,7 @@ def _list_page(request: HttpRequest, queryset: QuerySet[Referral], *, side: str)
         "tabs": _tabs(counts),
         "page_obj": page,
         "referrals": rows,
-        "now": timezone.now(),
+        "now": now,
         "overdue": selectors.overdue_count(queryset),
     }
     return render(request, "referrals/list.html", context)
@@ -260,26 +301,24 @@ def board(request: HttpRequest) -> HttpResponse:
     _require_clinical(actor)
     queryset = selectors.board(actor)
     counts = selectors.status_counts(queryset)
-    state, filtered = _tabbed(request, queryset)
-    page = paginate(request, filtered, per_page=30)
-    rows = list(page.object_list)
+    state, page = _page(request, queryset, counts)
+    now = timezone.now()
+    rows = _rows(page, now)
     patients_listed(actor, list({r.patient_id: r.patient for r in rows}.values()), path=request.get_full_path())
     place = actor.institution
-    now = timezone.now()
-    schedules = schedules_with_use(
-        Schedule.objects.filter(institution=place, is_active=True), date_from=now, date_to=now + dt.timedelta(days=POOL_DAYS)
-    ).order_by("kind", "name")[:30]
+    overdue, escalated = selectors.overdue_and_escalated(queryset)
+    schedules = selectors.pool_use(place, date_from=now, date_to=now + dt.timedelta(days=POOL_DAYS)) if place else []
     context = {
         "state": state,
         "tabs": [t for t in _tabs(counts) if t["key"] not in ("closed", "all")],
         "page_obj": page,
         "referrals": rows,
         "now": now,
-        "overdue": selectors.overdue_count(queryset),
-        "escalated": queryset.filter(escalated_at__isnull=False, status=S.SUBMITTED).count(),
+        "overdue": overdue,
+        "escalated": escalated,
         "place": place,
-        "schedules": list(schedules),
-        "boards": ward_boards(Ward.objects.filter(institution=place, is_active=True).order_by("code")),
+        "schedules": schedules,
+        "boards": selectors.bed_use(place) if place else [],
         "days": POOL_DAYS,
     }
     return render(request, "referrals/board.html", context)

@@ -251,6 +251,8 @@ def metadata(request: HttpRequest) -> HttpResponse:
             "versioning": "no-version",
             "searchParam": [{"name": p, "type": t} for p, t in workflow.SEARCH_PARAMETERS[name].items()],
         }
+        if name in workflow.DOCUMENTATION:
+            entry["documentation"] = workflow.DOCUMENTATION[name]
         if name == "Appointment":
             entry["operation"] = [{"name": "book", "definition": "urn:yilian:fhir:OperationDefinition/Appointment-book"}]
         resources.append(entry)

@@ -28,7 +28,7 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404, QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -41,24 +41,52 @@ from yilian.organizations.models import Department, Institution
 from yilian.patients.access import access_patient, patients_listed
 from yilian.patients.models import Patient, SourceIdentity
 from yilian.referrals import services as referrals
-from yilian.referrals.access import access_referral, holding_institution_ids, referrals_visible_to
-from yilian.referrals.models import Direction, Referral, ReferralStatus, Urgency
+from yilian.referrals.access import (
+    access_follow_up,
+    access_referral,
+    follow_up_scope_filter,
+    holding_institution_ids,
+    referrals_visible_to,
+)
+from yilian.referrals.models import Direction, FollowUpStatus, FollowUpTask, Referral, ReferralStatus, Urgency
 from yilian.scheduling import services as scheduling
 from yilian.scheduling.access import bookings_visible_to, schedule_scope_filter
 from yilian.scheduling.models import Booking, BookingStatus, Schedule, Slot
 from yilian.scheduling.selectors import slots_with_use
 
 RESOURCES = ("ServiceRequest", "Task", "Schedule", "Slot", "Appointment")
-WRITABLE = {"ServiceRequest": ("create",), "Task": ("update",), "Appointment": ("create",)}
+WRITABLE = {"ServiceRequest": ("create",), "Task": ("create", "update"), "Appointment": ("create",)}
 CERTIFICATE_SYSTEM = "urn:yilian:practitioner-certificate"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 DIRECTION_SYSTEM = "urn:yilian:referral-direction"
 STATUS_SYSTEM = "urn:yilian:referral-status"
+REFERRAL_SYSTEM = "urn:yilian:referral"
+TASK_KIND_SYSTEM = "urn:yilian:task-kind"
+FOLLOW_UP_STATUS_SYSTEM = "urn:yilian:follow-up-status"
 SENDER_EXTENSION = "urn:yilian:fhir:referral-requesting-organization"
 MAX_COUNT = 100
 MAX_PAGE = 1000
 # Who may act for a member system: the clinical roles (they hold PATIENT_VIEW).
 ACTING_ROLES = (Role.CLINICIAN, Role.VILLAGE_DOCTOR, Role.NURSE, Role.REFERRAL_COORDINATOR)
+
+# CapabilityStatement.rest.resource.documentation (views.metadata).
+DOCUMENTATION = {
+    "ServiceRequest": (
+        "转诊单。create：ServiceRequest.requester 为本机构在职临床人员。identifier 中发送方自己的标识"
+        "（system|value，非 urn:yilian:referral）在本机构内唯一：同一内容重发返回已建的转诊单（200 + Location，不作任何改动），"
+        "同一标识用于不同内容的转诊答 409。"
+    ),
+    "Task": (
+        "转诊单的流程状态（id 同 ServiceRequest），以及随访任务（code urn:yilian:task-kind|follow-up，"
+        "partOf 为转诊单的 Task，basedOn 其 ServiceRequest，owner 为责任医生，restriction.period.end 为随访日期，"
+        "description 为随访内容，完成后 output 为随访结果）。update 转诊 Task：status accepted / rejected / in-progress / "
+        "completed / cancelled，执行人为 Task.owner（撤销为 Task.requester）。接收下转单（基层确认）须同时安排至少一项随访任务："
+        "在 Task.contained 中放随访任务（Task），并以 input（type follow-up，valueReference #<内含 id>）引用，"
+        "与接收在同一事务内完成，任何一项不合格则整体不变。已接收的转诊可再 create 随访任务（POST Task，partOf 转诊 Task，"
+        "执行人为 Task.requester）；随访任务 update 为 completed 登记结果（执行人为 Task.owner）。读取转诊 Task 时，"
+        "其随访任务列于 output（type follow-up，valueReference Task/<id>）；按 part-of 或 code=follow-up 查询随访任务。"
+    ),
+}
 
 SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
     "ServiceRequest": {
@@ -78,6 +106,8 @@ SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
         "owner": "reference",
         "requester": "reference",
         "focus": "reference",
+        "part-of": "reference",
+        "code": "token",
     },
     "Schedule": {"_id": "token", "actor": "reference", "active": "token"},
     "Slot": {"_id": "token", "schedule": "reference", "start": "date", "status": "token"},
@@ -154,7 +184,14 @@ def service_request_json(referral: Referral) -> dict[str, Any]:
         "resourceType": "ServiceRequest",
         "id": str(referral.uuid),
         "meta": {"lastUpdated": _when(referral.updated_at)},
-        "identifier": [{"system": "urn:yilian:referral", "value": referral.number}],
+        "identifier": [
+            {"system": REFERRAL_SYSTEM, "value": referral.number},
+            *(
+                [_drop_empty({"system": referral.source_system, "value": referral.source_identifier})]
+                if referral.source_identifier
+                else []
+            ),
+        ],
         "extension": [{"url": SENDER_EXTENSION, "valueReference": _organization(referral.sender_institution)}],
         "status": SERVICE_REQUEST_STATUS[referral.status],  # type: ignore[index]
         "intent": "order",
@@ -192,7 +229,7 @@ def task_json(referral: Referral) -> dict[str, Any]:
         "resourceType": "Task",
         "id": str(referral.uuid),
         "meta": {"lastUpdated": _when(referral.updated_at)},
-        "identifier": [{"system": "urn:yilian:referral", "value": referral.number}],
+        "identifier": [{"system": REFERRAL_SYSTEM, "value": referral.number}],
         "status": TASK_STATUS[referral.status],  # type: ignore[index]
         "businessStatus": {
             "coding": [{"system": STATUS_SYSTEM, "code": referral.status, "display": referral.get_status_display()}],
@@ -221,6 +258,51 @@ def task_json(referral: Referral) -> dict[str, Any]:
         ]
     if referral.result_summary:
         body.setdefault("output", []).append({"type": {"text": "result"}, "valueString": referral.result_summary})
+    for task in getattr(referral, "follow_ups_listed", None) or []:
+        body.setdefault("output", []).append(
+            {
+                "type": FOLLOW_UP_TYPE,
+                "valueReference": {
+                    "reference": f"Task/{task.uuid}",
+                    "type": "Task",
+                    "display": f"{task.due_date:%Y-%m-%d} {task.what_to_check}"[:200],
+                },
+            }
+        )
+    return _drop_empty(body)
+
+
+FOLLOW_UP_TYPE = {"coding": [{"system": TASK_KIND_SYSTEM, "code": "follow-up", "display": "随访任务"}], "text": "随访任务"}
+FOLLOW_UP_STATUS = {FollowUpStatus.OPEN: "requested", FollowUpStatus.DONE: "completed", FollowUpStatus.CANCELLED: "cancelled"}
+
+
+def follow_up_json(task: FollowUpTask) -> dict[str, Any]:
+    """A follow-up task (随访任务) as an R4 Task: a part of the referral's Task, based on its
+    ServiceRequest; owner the responsible doctor, restriction.period.end the due date, description
+    what to check, output the result once done."""
+    body: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": str(task.uuid),
+        "meta": {"lastUpdated": _when(task.updated_at)},
+        "basedOn": [{"reference": f"ServiceRequest/{task.referral.uuid}"}],
+        "partOf": [{"reference": f"Task/{task.referral.uuid}"}],
+        "status": FOLLOW_UP_STATUS[task.status],  # type: ignore[index]
+        "businessStatus": {
+            "coding": [{"system": FOLLOW_UP_STATUS_SYSTEM, "code": task.status, "display": task.get_status_display()}],
+            "text": task.get_status_display(),
+        },
+        "intent": "plan",
+        "code": FOLLOW_UP_TYPE,
+        "description": task.what_to_check,
+        "for": _patient_ref(task.patient),
+        "authoredOn": _when(task.created_at),
+        "lastModified": _when(task.updated_at),
+        "requester": _practitioner_ref(task.created_by),
+        "owner": _practitioner_ref(task.responsible),
+        "restriction": {"period": {"end": task.due_date.isoformat()}},
+        "executionPeriod": {"end": _when(task.done_at)} if task.done_at else None,
+        "output": [{"type": {"text": "result"}, "valueString": task.result}] if task.result else None,
+    }
     return _drop_empty(body)
 
 
@@ -315,7 +397,21 @@ def _referrals(actor: Actor) -> QuerySet[Referral]:
         queryset = Referral.objects.filter(Q(sender_institution__in=held) | Q(destination_institution__in=held))
     else:
         queryset = referrals_visible_to(actor)
-    return queryset.select_related(*REFERRAL_RELATED)
+    follow_ups = Prefetch("follow_ups", FollowUpTask.objects.order_by("due_date", "id"), to_attr="follow_ups_listed")
+    return queryset.select_related(*REFERRAL_RELATED).prefetch_related(follow_ups)
+
+
+def _follow_ups(actor: Actor) -> QuerySet[FollowUpTask]:
+    """Follow-up tasks of the referrals the actor may read; also, for a key, those whose
+    responsible doctor works at its institution (a village clinic's HIS sees its doctors' tasks),
+    and for a session, those of its own follow-up list (`referrals.access.follow_up_scope_filter`)."""
+    of_referrals = Q(referral__in=_referrals(actor).values("pk"))
+    if actor.api_key is not None:
+        staff = Membership.objects.current().filter(institution=actor.api_key.institution).values("user")
+        scope = of_referrals | Q(responsible__in=staff)
+    else:
+        scope = of_referrals | follow_up_scope_filter(actor)
+    return FollowUpTask.objects.filter(scope).select_related("referral", "patient", "responsible", "created_by")
 
 
 def _bookings(actor: Actor) -> QuerySet[Booking]:
@@ -365,6 +461,12 @@ def read(actor: Actor, name: str, key: str) -> dict[str, Any] | None:
     path = f"/fhir/{name}/{key}"
     if name in ("ServiceRequest", "Task"):
         referral = _referrals(actor).filter(uuid=key).first()
+        if referral is None and name == "Task":
+            task = _follow_ups(actor).filter(uuid=key).first()
+            if task is None:
+                return None
+            _log(actor, [task.patient], path)
+            return follow_up_json(task)
         if referral is None:
             return None
         _log(actor, [referral.patient], path)
@@ -432,12 +534,29 @@ def _date_filter(field: str, value: str) -> Q:
     return date_filter(field, value)
 
 
+def _identifier_filter(value: str) -> Q:
+    """`identifier=[system|]value`: our number (system urn:yilian:referral) or the sending system's
+    own identifier of the order; without a system, either; `|value`, an identifier without a system."""
+    term = Q(pk__in=[])
+    for part in value.split(","):
+        system, bar, key = part.rpartition("|")
+        if not key:
+            continue
+        if not bar:
+            term |= Q(number=key) | Q(source_identifier=key)
+        elif system == REFERRAL_SYSTEM:
+            term |= Q(number=key)
+        else:
+            term |= Q(source_system=system, source_identifier=key)
+    return term
+
+
 def _search_referrals(actor: Actor, name: str, query: QueryDict) -> QuerySet[Referral]:
     referrals_qs = _referrals(actor)
     if value := query.get("_id"):
         referrals_qs = referrals_qs.filter(uuid__in=_ids(value))
     if value := query.get("identifier"):
-        referrals_qs = referrals_qs.filter(number__in=[part.split("|")[-1] for part in value.split(",")])
+        referrals_qs = referrals_qs.filter(_identifier_filter(value))
     if value := query.get("patient") or query.get("subject"):
         referrals_qs = referrals_qs.filter(patient__uuid__in=_patient_ids(actor, value))
     if value := query.get("status"):
@@ -456,7 +575,38 @@ def _search_referrals(actor: Actor, name: str, query: QueryDict) -> QuerySet[Ref
         )
     if value := query.get("focus"):
         referrals_qs = referrals_qs.filter(uuid__in=_ids(value, "ServiceRequest/"))
+    if query.get("code"):
+        referrals_qs = referrals_qs.none()  # a referral's Task has no code (follow-up tasks have)
     return referrals_qs.order_by("-submitted_at", "-id")
+
+
+def _follow_up_search(query: QueryDict) -> bool:
+    """A Task search over follow-up tasks: by `part-of` (the referral's Task) or `code=follow-up`.
+    Without them a Task search is over the referrals' Tasks (which have neither)."""
+    return bool(query.get("part-of")) or any(
+        code.rpartition("|")[2] == "follow-up" for value in query.getlist("code") for code in value.split(",")
+    )
+
+
+def _search_follow_ups(actor: Actor, query: QueryDict) -> QuerySet[FollowUpTask]:
+    tasks = _follow_ups(actor)
+    if value := query.get("_id"):
+        tasks = tasks.filter(uuid__in=_ids(value))
+    if value := query.get("part-of"):
+        tasks = tasks.filter(referral__uuid__in=_ids(value, "Task/"))
+    if value := query.get("focus"):
+        tasks = tasks.filter(referral__uuid__in=_ids(value, "ServiceRequest/"))
+    if value := query.get("patient"):
+        tasks = tasks.filter(patient__uuid__in=_patient_ids(actor, value))
+    if value := query.get("status"):
+        tasks = tasks.filter(status__in=[s for s, code in FOLLOW_UP_STATUS.items() if code in value.split(",")])
+    if value := query.get("owner"):
+        tasks = tasks.filter(_reference_filter(value, organization="institution", practitioner="responsible"))
+    if value := query.get("requester"):
+        tasks = tasks.filter(
+            _reference_filter(value, organization="referral__destination_institution", practitioner="created_by")
+        )
+    return tasks.order_by("due_date", "id")
 
 
 def _int(query: QueryDict, name: str, default: int, high: int) -> int:
@@ -476,7 +626,10 @@ def search(actor: Actor, name: str, query: QueryDict, *, base: str) -> dict[str,
     serialize: Callable[[Any], dict[str, Any]]
     patients: Callable[[Any], Patient | None] = lambda row: None  # noqa: E731
     queryset: QuerySet[Any]
-    if name in ("ServiceRequest", "Task"):
+    if name == "Task" and _follow_up_search(query):
+        queryset = _search_follow_ups(actor, query)
+        serialize, patients = follow_up_json, lambda row: row.patient
+    elif name in ("ServiceRequest", "Task"):
         queryset = _search_referrals(actor, name, query)
         serialize = service_request_json if name == "ServiceRequest" else task_json
         patients = lambda row: row.patient  # noqa: E731
@@ -571,26 +724,7 @@ def acting_practitioner(key_actor: Actor, reference: Any, where: str) -> Actor:
     own institution, acting through that membership. Anyone else is refused (403)."""
     if key_actor.api_key is None:
         raise WorkflowError(401, "login", _("写入须使用机构接口密钥。"))
-    user: User | None = None
-    if isinstance(reference, dict):
-        ref = reference.get("reference")
-        identifier = reference.get("identifier")
-        if isinstance(ref, str) and ref.startswith("Practitioner/") and _is_uuid(ref.removeprefix("Practitioner/")):
-            user = User.objects.filter(uuid=ref.removeprefix("Practitioner/")).first()
-        elif isinstance(identifier, dict) and identifier.get("system") == CERTIFICATE_SYSTEM:
-            value = str(identifier.get("value") or "")[:30]
-            practitioner = Practitioner.objects.select_related("user").filter(certificate_number=value).first() if value else None
-            user = practitioner.user if practitioner is not None else None
-        else:
-            raise WorkflowError(
-                422,
-                "required",
-                _("须指明执业人员：Practitioner/<用户标识>，或系统为 %(system)s 的执业证书编码。")
-                % {"system": CERTIFICATE_SYSTEM},
-                where,
-            )
-    else:
-        raise WorkflowError(422, "required", _("须指明执行此操作的执业人员。"), where)
+    user = _practitioner_user(reference, where)
     membership = None
     if user is not None and user.is_active:
         membership = (
@@ -603,6 +737,27 @@ def acting_practitioner(key_actor: Actor, reference: Any, where: str) -> Actor:
     if membership is None:
         raise WorkflowError(403, "forbidden", _("所指执业人员不是本机构（接口密钥所属机构）在职的临床人员。"), where)
     return Actor(user=user, membership=membership, ip_address=key_actor.ip_address)
+
+
+def _practitioner_user(reference: Any, where: str) -> User | None:
+    """The user a Practitioner reference names (`Practitioner/<user uuid>` or the 执业证书编码),
+    None when no one has it; a reference of another form is refused (422)."""
+    if not isinstance(reference, dict):
+        raise WorkflowError(422, "required", _("须指明执行此操作的执业人员。"), where)
+    ref = reference.get("reference")
+    identifier = reference.get("identifier")
+    if isinstance(ref, str) and ref.startswith("Practitioner/") and _is_uuid(ref.removeprefix("Practitioner/")):
+        return User.objects.filter(uuid=ref.removeprefix("Practitioner/")).first()
+    if isinstance(identifier, dict) and identifier.get("system") == CERTIFICATE_SYSTEM:
+        value = str(identifier.get("value") or "")[:30]
+        practitioner = Practitioner.objects.select_related("user").filter(certificate_number=value).first() if value else None
+        return practitioner.user if practitioner is not None else None
+    raise WorkflowError(
+        422,
+        "required",
+        _("须指明执业人员：Practitioner/<用户标识>，或系统为 %(system)s 的执业证书编码。") % {"system": CERTIFICATE_SYSTEM},
+        where,
+    )
 
 
 def _check(resource: Any, name: str) -> dict[str, Any]:
@@ -728,25 +883,43 @@ def service_request_create(key_actor: Actor, resource: Any) -> Written:
     diagnosis_name = str(reason_code.get("text") or coding.get("display") or "")
     notes = [str(n.get("text") or "") for n in resource.get("note") or []]
     period = resource.get("occurrencePeriod") or {}
-    referral = _translate(
-        lambda: referrals.referral_submit(
-            actor=actor,
-            patient=patient,
-            direction=direction,
-            urgency=URGENCY_OF_PRIORITY.get(str(resource.get("priority") or "routine"), "?"),
-            destination_institution=destination,
-            destination_department=department,
-            reason=notes[0] if notes else "",
-            diagnosis_name=diagnosis_name,
-            diagnosis_code=str(coding.get("code") or ""),
-            clinical_summary="\n".join(notes[1:]),
-            wanted_from=_date(period.get("start"), "ServiceRequest.occurrencePeriod.start"),
-            wanted_to=_date(period.get("end"), "ServiceRequest.occurrencePeriod.end"),
+    fields: dict[str, Any] = {
+        "patient": patient,
+        "direction": direction,
+        "urgency": URGENCY_OF_PRIORITY.get(str(resource.get("priority") or "routine"), "?"),
+        "destination_institution": destination,
+        "destination_department": department,
+        "reason": notes[0] if notes else "",
+        "diagnosis_name": diagnosis_name,
+        "diagnosis_code": str(coding.get("code") or ""),
+        "clinical_summary": "\n".join(notes[1:]),
+        "wanted_from": _date(period.get("start"), "ServiceRequest.occurrencePeriod.start"),
+        "wanted_to": _date(period.get("end"), "ServiceRequest.occurrencePeriod.end"),
+    }
+    source = _source_identifier(resource)
+    if source is None:
+        referral, created = _translate(lambda: referrals.referral_submit(actor=actor, **fields)), True
+    else:
+        referral, created = _translate(
+            lambda: referrals.referral_submit_once(actor=actor, source_system=source[0], source_identifier=source[1], **fields)
         )
-    )
     referral = _referrals(actor).get(pk=referral.pk)
     _log(actor, [referral.patient], "/fhir/ServiceRequest")
-    return Written(service_request_json(referral), True, f"ServiceRequest/{referral.uuid}")
+    return Written(service_request_json(referral), created, f"ServiceRequest/{referral.uuid}")
+
+
+def _source_identifier(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """(system, value) of the sending system's own identifier of the order: the first identifier
+    with a value that is not ours (`urn:yilian:referral`). None when it sends none."""
+    for index, identifier in enumerate(resource.get("identifier") or []):
+        system, value = str(identifier.get("system") or ""), str(identifier.get("value") or "").strip()
+        if system == REFERRAL_SYSTEM or not value:
+            continue
+        if len(system) > 200 or len(value) > 64:
+            message = _("标识过长：system 最多 200 个字符，value 最多 64 个字符。")
+            raise WorkflowError(422, "invalid", message, f"ServiceRequest.identifier[{index}]")
+        return system, value
+    return None
 
 
 # --- writes: Task (the receiver's and sender's steps) ---------------------------------------------------
@@ -760,6 +933,11 @@ def task_update(key_actor: Actor, resource: Any, key: str | None) -> Written:
     resource = _check(resource, "Task")
     if key is not None and resource.get("id") != key:
         raise WorkflowError(400, "invalid", _("请求体的 id 与地址中的 id 不一致。"), "Task.id")
+    named = str(key or resource.get("id") or "")
+    if _is_uuid(named) and FollowUpTask.objects.filter(uuid=named).exists():
+        return follow_up_update(key_actor, resource, named)
+    if key is None and _names_a_follow_up(resource):
+        return follow_up_create(key_actor, resource)
     target = _ids(str((resource.get("focus") or {}).get("reference") or ""), "ServiceRequest/")
     referral_key = key or resource.get("id") or (target[0] if target else "")
     if not referral_key or not _is_uuid(str(referral_key)):
@@ -792,8 +970,11 @@ def task_update(key_actor: Actor, resource: Any, key: str | None) -> Written:
                     raise WorkflowError(422, "not-found", _("未找到该号源。"), f"Task.input[{index}]")
         note = notes[0] if notes else ""
         instructions = notes[1] if len(notes) > 1 else ""
+        follow_ups = _contained_follow_ups(resource)
         _translate(
-            lambda: referrals.referral_accept(actor=actor, referral=referral, note=note, slot=slot, instructions=instructions)
+            lambda: referrals.referral_accept(
+                actor=actor, referral=referral, note=note, slot=slot, instructions=instructions, follow_ups=follow_ups
+            )
         )
     elif status == "rejected":
         _translate(lambda: referrals.referral_reject(actor=actor, referral=referral, reason=reason))
@@ -807,6 +988,118 @@ def task_update(key_actor: Actor, resource: Any, key: str | None) -> Written:
     referral = _referrals(actor).get(pk=referral.pk)
     _log(actor, [referral.patient], "/fhir/Task")
     return Written(task_json(referral), False)
+
+
+# --- writes: follow-up tasks (随访任务) -------------------------------------------------------------------------
+
+
+def _names_a_follow_up(resource: dict[str, Any]) -> bool:
+    """A Task that is a follow-up task: `code` follow-up, or a part of another Task."""
+    coded = any(
+        c.get("system") == TASK_KIND_SYSTEM and c.get("code") == "follow-up"
+        for c in (resource.get("code") or {}).get("coding") or []
+    )
+    return coded or bool(resource.get("partOf"))
+
+
+def _follow_up_spec(item: dict[str, Any], where: str) -> referrals.FollowUpSpec:
+    """A follow-up task to create from a Task: owner (the responsible doctor), restriction.period.end
+    (the due date), description (what to check)."""
+    if not item.get("owner"):
+        raise WorkflowError(422, "required", _("须指明责任医生（owner: Practitioner）。"), f"{where}.owner")
+    responsible = _practitioner_user(item.get("owner"), f"{where}.owner")
+    if responsible is None or not responsible.is_active:
+        raise WorkflowError(422, "not-found", _("未找到该责任医生。"), f"{where}.owner")
+    due = _date(((item.get("restriction") or {}).get("period") or {}).get("end"), f"{where}.restriction.period.end")
+    if due is None:
+        message = _("须指明随访日期（restriction.period.end）。")
+        raise WorkflowError(422, "required", message, f"{where}.restriction.period.end")
+    description = str(item.get("description") or "").strip()
+    if not description:
+        raise WorkflowError(422, "required", _("须写明随访内容（description）。"), f"{where}.description")
+    return referrals.FollowUpSpec(responsible=responsible, due_date=due, what_to_check=description)
+
+
+def _contained_follow_ups(resource: dict[str, Any]) -> list[referrals.FollowUpSpec]:
+    """The follow-up tasks an acceptance carries: contained Tasks, each named by an `input` whose
+    valueReference is `#<contained id>` (type follow-up). A contained resource nothing names is
+    refused, so a follow-up is never dropped silently."""
+    contained = {
+        str(item.get("id") or ""): (index, item)
+        for index, item in enumerate(resource.get("contained") or [])
+        if isinstance(item, dict)
+    }
+    specs = []
+    named: set[str] = set()
+    for index, item in enumerate(resource.get("input") or []):
+        reference = str((item.get("valueReference") or {}).get("reference") or "")
+        if not reference.startswith("#"):
+            continue
+        found = contained.get(reference[1:])
+        if found is None or found[1].get("resourceType") != "Task":
+            message = _("input 引用的 %(reference)s 不是本 Task 内含的随访任务（contained Task）。") % {
+                "reference": reference[:40]
+            }
+            raise WorkflowError(422, "invalid", message, f"Task.input[{index}]")
+        named.add(reference[1:])
+        specs.append(_follow_up_spec(found[1], f"Task.contained[{found[0]}]"))
+    for key, (index, _item) in contained.items():
+        if key not in named:
+            message = _("内含资源须由 input（随访任务）引用。")
+            raise WorkflowError(422, "invalid", message, f"Task.contained[{index}]")
+    return specs
+
+
+def follow_up_create(key_actor: Actor, resource: dict[str, Any]) -> Written:
+    """`POST /fhir/Task` of a follow-up task for a referral already accepted (partOf its Task or
+    basedOn its ServiceRequest): the receiving side's practitioner in Task.requester adds it
+    (`referrals.services.follow_up_add`)."""
+    actor = acting_practitioner(key_actor, resource.get("requester"), "Task.requester")
+    if resource.get("status") != "requested":
+        raise WorkflowError(422, "invalid", _("新建随访任务的 status 应为 requested。"), "Task.status")
+    parents = [
+        *(r for p in resource.get("partOf") or [] for r in _ids(str(p.get("reference") or ""), "Task/")),
+        *(r for b in resource.get("basedOn") or [] for r in _ids(str(b.get("reference") or ""), "ServiceRequest/")),
+    ]
+    if not parents:
+        message = _("须指明所属转诊单：partOf（Task/<转诊单标识>）或 basedOn（ServiceRequest/<转诊单标识>）。")
+        raise WorkflowError(422, "required", message, "Task.partOf")
+    if len(set(parents)) > 1:
+        raise WorkflowError(422, "invalid", _("partOf 与 basedOn 须指向同一张转诊单。"), "Task.partOf")
+    spec = _follow_up_spec(resource, "Task")
+    try:
+        referral = access_referral(actor, parents[0])
+    except Http404:
+        raise WorkflowError(404, "not-found", _("未找到该转诊单，或您无权访问。"), "Task.partOf") from None
+    task = _translate(lambda: referrals.follow_up_add(actor=actor, referral=referral, spec=spec))
+    found = _follow_ups(actor).get(pk=task.pk)
+    _log(actor, [found.patient], "/fhir/Task")
+    return Written(follow_up_json(found), True, f"Task/{found.uuid}")
+
+
+def follow_up_update(key_actor: Actor, resource: dict[str, Any], key: str) -> Written:
+    """`PUT /fhir/Task/<follow-up id>` with status completed: the practitioner in Task.owner (the
+    responsible doctor, or a clinician of the responsible institution) records the result (output
+    valueString, else the first note) through `referrals.services.follow_up_done`. The state the
+    task is already in again changes nothing."""
+    status = str(resource.get("status") or "")
+    if status not in ("completed", "requested"):
+        raise WorkflowError(422, "business-rule", _("随访任务可提交的状态：completed。"), "Task.status")
+    actor = acting_practitioner(key_actor, resource.get("owner"), "Task.owner")
+    try:
+        task = access_follow_up(actor, key)
+    except Http404:
+        raise WorkflowError(404, "not-found", _("未找到该随访任务，或您无权访问。"), "Task.id") from None
+    if FOLLOW_UP_STATUS[task.status] != status:  # type: ignore[index]
+        if status != "completed":
+            raise WorkflowError(422, "business-rule", _("该随访任务已处理。"), "Task.status")
+        outputs = [str(o.get("valueString") or "") for o in resource.get("output") or [] if o.get("valueString")]
+        notes = [str(n.get("text") or "") for n in resource.get("note") or []]
+        result = (outputs or notes or [""])[0]
+        _translate(lambda: referrals.follow_up_done(actor=actor, task=task, result=result))
+    found = _follow_ups(actor).get(pk=task.pk)
+    _log(actor, [found.patient], "/fhir/Task")
+    return Written(follow_up_json(found), False)
 
 
 # --- writes: Appointment (book) -----------------------------------------------------------------------------

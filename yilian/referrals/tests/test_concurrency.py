@@ -9,7 +9,7 @@ from django.db.models import F
 
 from yilian.patients.models import Patient, SourceIdentity
 from yilian.referrals.models import Direction, Referral, ReferralEvent, ReferralStatus
-from yilian.referrals.services import referral_accept, referral_submit
+from yilian.referrals.services import referral_accept, referral_submit, referral_submit_once
 from yilian.referrals.testing import coordinator, lead, refer_up, township
 from yilian.scheduling.models import Booking, BookingStatus, Slot, SlotPool
 from yilian.scheduling.services import slots_generate
@@ -66,3 +66,33 @@ def test_referrals_accepted_at_once_into_the_last_units_only_those_units_are_boo
     assert SlotPool.objects.get(slot=slot, quota=clinic.green).booked == 0
     statuses = sorted(Referral.objects.values_list("status", flat=True))
     assert statuses == [ReferralStatus.SCHEDULED] * 2 + [ReferralStatus.SUBMITTED] * (CLIENTS - 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_submission_sent_at_once_by_many_clients_makes_one_referral():
+    """A member HIS resending its ServiceRequest (same identifier) while the first send is still
+    running: one referral, every send answered with it, none refused."""
+    world = build_world()
+    created: list[bool] = []
+    numbers: set[str] = set()
+
+    def send(_i: int) -> None:
+        referral, new = referral_submit_once(
+            actor=township(world),
+            source_system="urn:oid:his-b",
+            source_identifier="ZL-0001",
+            patient=world.patients["at_b"],
+            direction=Direction.UP,
+            destination_institution=world.a,
+            reason="血压控制不佳",
+            diagnosis_name="原发性高血压",
+        )
+        created.append(new)
+        numbers.add(referral.number)
+
+    outcomes = _race(send, CLIENTS)
+
+    assert outcomes == ["won"] * CLIENTS, outcomes
+    assert sorted(created) == [False] * (CLIENTS - 1) + [True]
+    assert Referral.objects.count() == 1 and numbers == {Referral.objects.get().number}
+    assert ReferralEvent.objects.filter(kind=ReferralEvent.Kind.SUBMITTED).count() == 1

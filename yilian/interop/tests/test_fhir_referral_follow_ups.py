@@ -1,0 +1,405 @@
+"""A down referral acknowledged over FHIR: the receiving primary institution's HIS accepts the
+referral's Task with its follow-up tasks contained in it (one transaction, ≥ 1 required), reads
+them back as Tasks (partOf the referral's Task), adds more and records their results. And a
+ServiceRequest sent again with the sender's own identifier returns the referral it made."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from django.db.models import Model
+from django.test import Client
+from django.utils import timezone
+
+from yilian.accounts.models import ApiKey, hash_api_key
+from yilian.interop.fhir.schema import validate
+from yilian.notifications.models import Notification
+from yilian.referrals.models import FollowUpTask, Referral, ReferralEvent, ReferralStatus
+from yilian.referrals.services import FollowUpSpec, referral_accept
+from yilian.referrals.testing import refer_down, township
+from yilian.testing.world import World
+
+FOLLOW_UP = {"coding": [{"system": "urn:yilian:task-kind", "code": "follow-up"}]}
+
+
+def _key(world: World, institution: str) -> str:
+    prefix, raw = ApiKey.generate_raw_key()
+    ApiKey.objects.create(institution=getattr(world, institution), name="HIS", prefix=prefix, key_digest=hash_api_key(raw))
+    return raw
+
+
+@pytest.fixture
+def keys(world: World) -> dict[str, str]:
+    """HIS keys: A (the lead hospital, sender of the down referral), B (the township, receiver),
+    V (B's village clinic) and T (another consortium)."""
+    return {name: _key(world, name) for name in ("a", "b", "v", "t")}
+
+
+def _send(client: Client, key: str, method: str, url: str, body: Any) -> Any:
+    return getattr(client, method)(
+        url,
+        data=json.dumps(body, ensure_ascii=False).encode(),
+        content_type="application/fhir+json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+def _get(client: Client, key: str, url: str, params: dict[str, str] | None = None) -> Any:
+    return client.get(url, params or {}, headers={"Authorization": f"Bearer {key}"})
+
+
+def _outcome(response: Any, status: int, where: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]
+    if where is not None:
+        assert body["issue"][0]["expression"] == [where], body
+    return body  # type: ignore[no-any-return]
+
+
+def _practitioner(world: World, persona: str) -> dict[str, str]:
+    return {"reference": f"Practitioner/{world.user(persona).uuid}"}
+
+
+def _due(days: int = 14) -> str:
+    return (timezone.localdate() + dt.timedelta(days=days)).isoformat()
+
+
+def _follow_up(world: World, key: str, responsible: str = "village_doctor", **change: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Task",
+        "id": key,
+        "status": "requested",
+        "intent": "plan",
+        "code": FOLLOW_UP,
+        "owner": _practitioner(world, responsible),
+        "restriction": {"period": {"end": _due()}},
+        "description": "血压、用药依从性",
+    } | change
+
+
+def _acknowledge(world: World, referral: Referral, *follow_ups: dict[str, Any], owner: str = "township_clinician") -> dict:
+    """The receiver's acceptance of a down referral, its follow-up tasks contained and named by input."""
+    body: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": str(referral.uuid),
+        "status": "accepted",
+        "intent": "order",
+        "focus": {"reference": f"ServiceRequest/{referral.uuid}"},
+        "owner": _practitioner(world, owner),
+        "note": [{"text": "已接收，安排家庭医生随访"}],
+    }
+    if follow_ups:
+        body["contained"] = list(follow_ups)
+        body["input"] = [{"type": FOLLOW_UP, "valueReference": {"reference": f"#{f['id']}"}} for f in follow_ups]
+    return body
+
+
+def _counts() -> dict[str, int]:
+    models: tuple[type[Model], ...] = (FollowUpTask, ReferralEvent, Notification)
+    return {m.__name__: m._default_manager.count() for m in models} | {
+        "submitted": Referral.objects.filter(status=ReferralStatus.SUBMITTED).count()
+    }
+
+
+def test_the_township_his_acknowledges_a_down_referral_with_follow_up_tasks(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = refer_down(world)
+    url = f"/fhir/Task/{referral.uuid}"
+    body = _acknowledge(
+        world,
+        referral,
+        _follow_up(world, "fu1"),  # the village doctor of B's clinic V
+        _follow_up(world, "fu2", "township_clinician", description="复查血脂", restriction={"period": {"end": _due(30)}}),
+    )
+    assert not validate(body)
+
+    accepted = _send(client, keys["b"], "put", url, body)
+
+    assert accepted.status_code == 200, accepted.content
+    task = accepted.json()
+    assert not validate(task)
+    assert task["status"] == "accepted" and task["businessStatus"]["coding"][0]["code"] == "accepted"
+    listed = [o for o in task["output"] if o["type"]["coding"][0]["code"] == "follow-up"]
+    assert len(listed) == 2
+    referral.refresh_from_db()
+    assert referral.status == ReferralStatus.ACCEPTED and referral.accepted_by == world.user("township_clinician")
+    tasks = list(FollowUpTask.objects.order_by("due_date"))
+    assert [(t.responsible, t.institution, t.what_to_check) for t in tasks] == [
+        (world.user("village_doctor"), world.b, "血压、用药依从性"),
+        (world.user("township_clinician"), world.b, "复查血脂"),
+    ]
+    assert tasks[0].due_date.isoformat() == _due() and tasks[0].created_by == world.user("township_clinician")
+    assert [o["valueReference"]["reference"] for o in listed] == [f"Task/{t.uuid}" for t in tasks]
+
+    # The same acceptance again is a safe retry: nothing more is written.
+    again = _send(client, keys["b"], "put", url, body)
+    assert again.status_code == 200 and FollowUpTask.objects.count() == 2
+
+    # Each follow-up task reads as a Task of its own, part of the referral's Task.
+    first = _get(client, keys["b"], f"/fhir/Task/{tasks[0].uuid}")
+    assert first.status_code == 200, first.content
+    resource = first.json()
+    assert not validate(resource)
+    assert resource["partOf"] == [{"reference": f"Task/{referral.uuid}"}]
+    assert resource["basedOn"] == [{"reference": f"ServiceRequest/{referral.uuid}"}]
+    assert resource["owner"]["reference"] == f"Practitioner/{world.user('village_doctor').uuid}"
+    assert (resource["status"], resource["description"], resource["restriction"]["period"]["end"]) == (
+        "requested",
+        "血压、用药依从性",
+        _due(),
+    )
+    # The sending hospital reads the plan on the referral's Task and searches its follow-up tasks.
+    seen = _get(client, keys["a"], url).json()
+    assert sum(1 for o in seen["output"] if o["type"]["coding"][0]["code"] == "follow-up") == 2
+    found = _get(client, keys["a"], "/fhir/Task", {"part-of": f"Task/{referral.uuid}"}).json()
+    assert found["total"] == 2 and all(not validate(e["resource"]) for e in found["entry"])
+    # The village clinic's HIS finds its doctor's follow-up task (not the referral itself).
+    mine = _get(
+        client,
+        keys["v"],
+        "/fhir/Task",
+        {"code": "urn:yilian:task-kind|follow-up", "owner": f"Practitioner/{world.user('village_doctor').uuid}"},
+    ).json()
+    assert [e["resource"]["id"] for e in mine["entry"]] == [str(tasks[0].uuid)]
+    assert _get(client, keys["v"], url).status_code == 404
+    # A search over referral Tasks never mixes in follow-ups, and a stranger sees none.
+    assert _get(client, keys["b"], "/fhir/Task", {"_id": str(tasks[0].uuid)}).json()["total"] == 0
+    assert _get(client, keys["t"], "/fhir/Task", {"code": "follow-up"}).json()["total"] == 0
+    assert _get(client, keys["t"], f"/fhir/Task/{tasks[0].uuid}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "where"),
+    [
+        ("none", 422, "follow_ups"),
+        ("not named", 422, "Task.contained[0]"),
+        ("named but missing", 422, "Task.input[0]"),
+        ("no owner", 422, "Task.contained[0].owner"),
+        ("unknown owner", 422, "Task.contained[0].owner"),
+        ("owner by display", 422, "Task.contained[0].owner"),
+        ("no due date", 422, "Task.contained[0].restriction.period.end"),
+        ("bad due date", 400, "Task.contained[0].restriction.period.end"),  # not an R4 dateTime
+        ("past due date", 422, "due_date"),
+        ("blank description", 422, "Task.contained[0].description"),
+        ("second one bad", 422, "Task.contained[1].description"),
+    ],
+)
+def test_an_acknowledgment_without_a_good_follow_up_task_is_refused_and_changes_nothing(
+    world: World, keys, client: Client, case: str, status: int, where: str
+) -> None:  # type: ignore[no-untyped-def]
+    referral = refer_down(world)
+    good = _follow_up(world, "fu1")
+    bodies = {
+        "none": _acknowledge(world, referral),
+        "not named": _acknowledge(world, referral) | {"contained": [good]},
+        "named but missing": _acknowledge(world, referral)
+        | {"input": [{"type": FOLLOW_UP, "valueReference": {"reference": "#nope"}}]},
+        "no owner": _acknowledge(world, referral, {k: v for k, v in good.items() if k != "owner"}),
+        "unknown owner": _acknowledge(
+            world, referral, good | {"owner": {"reference": "Practitioner/00000000-0000-0000-0000-000000000000"}}
+        ),
+        "owner by display": _acknowledge(world, referral, good | {"owner": {"display": "陈伯"}}),
+        "no due date": _acknowledge(world, referral, good | {"restriction": {}}),
+        "bad due date": _acknowledge(world, referral, good | {"restriction": {"period": {"end": "next week"}}}),
+        "past due date": _acknowledge(world, referral, good | {"restriction": {"period": {"end": _due(-1)}}}),
+        "blank description": _acknowledge(world, referral, good | {"description": "  "}),
+        "second one bad": _acknowledge(
+            world, referral, good, {k: v for k, v in _follow_up(world, "fu2").items() if k != "description"}
+        ),
+    }
+    before = _counts()
+
+    answer = _send(client, keys["b"], "put", f"/fhir/Task/{referral.uuid}", bodies[case])
+
+    _outcome(answer, status, where)
+    assert _counts() == before
+    referral.refresh_from_db()
+    assert referral.status == ReferralStatus.SUBMITTED and referral.accepted_by is None
+
+
+def test_the_wrong_side_or_the_wrong_doctor_cannot_acknowledge(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = refer_down(world)
+    url = f"/fhir/Task/{referral.uuid}"
+    before = _counts()
+    # The sending hospital's HIS, as its own cardiologist: the sender is not the receiver.
+    _outcome(
+        _send(client, keys["a"], "put", url, _acknowledge(world, referral, _follow_up(world, "f"), owner="lead_clinician")), 403
+    )
+    # Another consortium's HIS cannot name B's doctor, and its own doctor does not see the referral.
+    _outcome(_send(client, keys["t"], "put", url, _acknowledge(world, referral, _follow_up(world, "f"))), 403)
+    stranger = _acknowledge(world, referral, _follow_up(world, "f"), owner="other_consortium_user")
+    _outcome(_send(client, keys["t"], "put", url, stranger), 404)
+    # B's HIS, with a responsible doctor who does not work at B or its village clinics.
+    for outsider in ("lead_clinician", "other_consortium_user"):
+        wrong = _acknowledge(world, referral, _follow_up(world, "f", outsider))
+        _outcome(_send(client, keys["b"], "put", url, wrong), 422, "responsible")
+    assert _counts() == before
+    assert Referral.objects.get(pk=referral.pk).status == ReferralStatus.SUBMITTED
+
+
+def _accepted_down(world: World) -> Referral:
+    referral = refer_down(world)
+    spec = FollowUpSpec(
+        responsible=world.user("township_clinician"), due_date=timezone.localdate() + dt.timedelta(days=7), what_to_check="血压"
+    )
+    return referral_accept(actor=township(world), referral=referral, follow_ups=[spec])
+
+
+def test_the_receiver_adds_a_follow_up_task_and_the_doctor_records_its_result(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    new = _follow_up(world, "ignored", requester=_practitioner(world, "township_clinician"), description="复查空腹血糖")
+    new = {k: v for k, v in new.items() if k != "id"} | {"partOf": [{"reference": f"Task/{referral.uuid}"}]}
+
+    created = _send(client, keys["b"], "post", "/fhir/Task", new)
+
+    assert created.status_code == 201, created.content
+    task = FollowUpTask.objects.get(what_to_check="复查空腹血糖")
+    assert created["Location"].endswith(f"/fhir/Task/{task.uuid}")
+    assert task.responsible == world.user("village_doctor") and task.referral == referral
+    assert not validate(created.json())
+
+    # The sender's HIS cannot add one (403), a stranger's referral is not found, a bad one is 422.
+    from_sender = new | {"requester": _practitioner(world, "lead_clinician")}
+    _outcome(_send(client, keys["a"], "post", "/fhir/Task", from_sender), 403)
+    elsewhere = new | {"partOf": [{"reference": "Task/00000000-0000-0000-0000-000000000000"}]}
+    _outcome(_send(client, keys["b"], "post", "/fhir/Task", elsewhere), 404)
+    _outcome(_send(client, keys["b"], "post", "/fhir/Task", {k: v for k, v in new.items() if k != "partOf"}), 422, "Task.partOf")
+    _outcome(_send(client, keys["b"], "post", "/fhir/Task", new | {"owner": _practitioner(world, "lead_clinician")}), 422)
+    assert FollowUpTask.objects.count() == 2
+
+    # The village doctor's HIS records the result.
+    done = {
+        "resourceType": "Task",
+        "id": str(task.uuid),
+        "status": "completed",
+        "intent": "plan",
+        "owner": _practitioner(world, "village_doctor"),
+        "output": [{"type": {"text": "result"}, "valueString": "空腹血糖 6.1 mmol/L"}],
+    }
+    answer = _send(client, keys["v"], "put", f"/fhir/Task/{task.uuid}", done)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["status"] == "completed" and answer.json()["output"][0]["valueString"] == "空腹血糖 6.1 mmol/L"
+    task.refresh_from_db()
+    assert (task.status, task.result) == ("done", "空腹血糖 6.1 mmol/L")
+    assert _send(client, keys["v"], "put", f"/fhir/Task/{task.uuid}", done).status_code == 200  # a safe retry
+    # Nobody at T records it.
+    strange = done | {"owner": _practitioner(world, "other_consortium_user")}
+    _outcome(_send(client, keys["t"], "put", f"/fhir/Task/{task.uuid}", strange), 404)
+
+
+def test_a_follow_up_task_cannot_be_added_before_acceptance(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = refer_down(world)
+    new = {k: v for k, v in _follow_up(world, "x").items() if k != "id"} | {
+        "requester": _practitioner(world, "township_clinician"),
+        "partOf": [{"reference": f"Task/{referral.uuid}"}],
+    }
+    _outcome(_send(client, keys["b"], "post", "/fhir/Task", new), 422)
+    assert not FollowUpTask.objects.exists()
+
+
+def test_the_capability_statement_documents_follow_up_tasks(client: Client, db: None) -> None:
+    resources = {r["type"]: r for r in client.get("/fhir/metadata").json()["rest"][0]["resource"]}
+    task = resources["Task"]
+    assert {i["code"] for i in task["interaction"]} == {"create", "update", "read", "search-type"}
+    assert {"part-of", "code"} <= {p["name"] for p in task["searchParam"]}
+    assert "restriction.period.end" in task["documentation"] and "contained" in task["documentation"]
+    assert "identifier" in resources["ServiceRequest"]["documentation"]
+
+
+# --- ServiceRequest sent again with the sender's own identifier -------------------------------------------
+
+HIS_ORDER = {"system": "urn:oid:2.16.156.10011.1.440781.b", "value": "ZL-2026-0001"}
+
+
+def _service_request(world: World, **change: Any) -> dict[str, Any]:
+    body = {
+        "resourceType": "ServiceRequest",
+        "identifier": [HIS_ORDER],
+        "status": "active",
+        "intent": "order",
+        "priority": "urgent",
+        "subject": {"reference": f"Patient/{world.patients['at_b'].uuid}"},
+        "requester": _practitioner(world, "township_clinician"),
+        "performer": [{"reference": f"Organization/{world.a.uuid}"}, {"reference": f"Organization/{world.cardiology.uuid}"}],
+        "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}], "text": "原发性高血压"}],
+        "note": [{"text": "血压控制不佳，连续两次随访未达标"}],
+    }
+    return body | change
+
+
+def _written() -> dict[str, int]:
+    return {m.__name__: m.objects.count() for m in (Referral, ReferralEvent, Notification)}
+
+
+def test_a_resent_service_request_returns_the_referral_it_made(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    first = _send(client, keys["b"], "post", "/fhir/ServiceRequest", _service_request(world))
+    assert first.status_code == 201, first.content
+    referral = Referral.objects.get()
+    assert (referral.source_system, referral.source_identifier) == (HIS_ORDER["system"], HIS_ORDER["value"])
+    assert HIS_ORDER in first.json()["identifier"] and not validate(first.json())
+    written = _written()
+
+    again = _send(client, keys["b"], "post", "/fhir/ServiceRequest", _service_request(world))
+
+    assert again.status_code == 200, again.content
+    assert again["Location"] == first["Location"] and again.json()["id"] == str(referral.uuid)
+    assert _written() == written
+    # Still the same referral once the receiver has moved it on; the resend changes nothing.
+    Referral.objects.filter(pk=referral.pk).update(status=ReferralStatus.ACCEPTED)
+    later = _send(client, keys["b"], "post", "/fhir/ServiceRequest", _service_request(world))
+    assert later.status_code == 200 and later.json()["id"] == str(referral.uuid)
+    assert _written() == written and Referral.objects.get().status == ReferralStatus.ACCEPTED
+    # The HIS finds it by its own identifier.
+    search = _get(client, keys["b"], "/fhir/ServiceRequest", {"identifier": f"{HIS_ORDER['system']}|{HIS_ORDER['value']}"})
+    assert search.json()["total"] == 1
+    assert _get(client, keys["b"], "/fhir/ServiceRequest", {"identifier": f"urn:x|{HIS_ORDER['value']}"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"subject": {"reference": "Patient/AT_V"}},
+        {"note": [{"text": "另一个原因"}]},
+        {"priority": "routine"},
+        {"performer": [{"reference": "Organization/A"}]},  # no department this time
+    ],
+)
+def test_the_identifier_of_another_referral_is_a_conflict(world: World, keys, client: Client, change: dict) -> None:  # type: ignore[no-untyped-def]
+    assert _send(client, keys["b"], "post", "/fhir/ServiceRequest", _service_request(world)).status_code == 201
+    referral = Referral.objects.get()
+    written = _written()
+    text = json.dumps(change).replace("Patient/AT_V", f"Patient/{world.patients['at_v'].uuid}")
+    text = text.replace("Organization/A", f"Organization/{world.a.uuid}")
+
+    answer = _send(client, keys["b"], "post", "/fhir/ServiceRequest", _service_request(world, **json.loads(text)))
+
+    body = _outcome(answer, 409)
+    assert referral.number in body["issue"][0]["diagnostics"] and HIS_ORDER["value"] in body["issue"][0]["diagnostics"]
+    assert _written() == written
+
+
+def test_identifiers_are_per_sending_institution_and_a_send_without_one_is_not_deduplicated(
+    world: World, keys, client: Client
+) -> None:  # type: ignore[no-untyped-def]
+    assert _send(client, keys["b"], "post", "/fhir/ServiceRequest", _service_request(world)).status_code == 201
+    # The lead hospital's HIS uses the same identifier for its own (down) referral: a referral of its own.
+    down = _service_request(
+        world,
+        subject={"reference": f"Patient/{world.patients['at_a'].uuid}"},
+        requester=_practitioner(world, "lead_clinician"),
+        performer=[{"reference": f"Organization/{world.b.uuid}"}],
+        priority="routine",
+    )
+    assert _send(client, keys["a"], "post", "/fhir/ServiceRequest", down).status_code == 201
+    assert Referral.objects.count() == 2
+    # Without an identifier a second send is the second open referral of the patient: 409, as before.
+    plain = _service_request(world, identifier=[], subject={"reference": f"Patient/{world.patients['at_v'].uuid}"})
+    assert _send(client, keys["b"], "post", "/fhir/ServiceRequest", plain).status_code == 201
+    _outcome(_send(client, keys["b"], "post", "/fhir/ServiceRequest", plain), 409)
+    # An identifier too long to keep is refused.
+    long = _service_request(world, identifier=[{"system": "urn:x", "value": "x" * 65}])
+    _outcome(_send(client, keys["b"], "post", "/fhir/ServiceRequest", long), 422, "ServiceRequest.identifier[0]")
+    assert Referral.objects.count() == 3
