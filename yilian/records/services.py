@@ -528,7 +528,18 @@ def records_upsert(*, institution: Institution, rows: Sequence[RecordRow]) -> li
     `<resource>_upsert` call per row, but each run of rows of one kind read with one query and its
     new rows written with one statement (an HL7 message's OBX segments, a Bundle's Observations).
 
-    Raises RecordRowError (a ValidationError naming the row) for the first row it refuses."""
+    Raises RecordRowError (a ValidationError naming the row) for the first row it refuses.
+
+    All in one savepoint; when a statement breaks a constraint (a concurrent writer of the same
+    rows), it is rolled back and done again with a savepoint per run and row by row where needed."""
+    try:
+        with transaction.atomic():
+            return _records_upsert(institution, rows, guarded=False)
+    except IntegrityError:
+        return _records_upsert(institution, rows, guarded=True)
+
+
+def _records_upsert(institution: Institution, rows: Sequence[RecordRow], *, guarded: bool) -> list[Upserted[Any]]:
     encounters = _Encounters(institution)
     out: list[Upserted[Any]] = []
     start = 0
@@ -546,7 +557,11 @@ def records_upsert(*, institution: Institution, rows: Sequence[RecordRow]) -> li
                 checked.append((row.identity, source_id, fields_of(institution, row.identity, row.data, encounters)))
             except ValidationError as exc:
                 raise RecordRowError(index, exc) from None
-        written = _upsert_run(model, institution=institution, rows=checked, first_index=start)
+        written = (
+            _upsert_run(model, institution=institution, rows=checked, first_index=start)
+            if guarded or len({source_id for _identity, source_id, _fields in checked}) < len(checked)
+            else _upsert_distinct(model, institution=institution, rows=checked, first_index=start)
+        )
         for upserted in written:
             if isinstance(upserted.record, Encounter):
                 encounters.remember(upserted.record)

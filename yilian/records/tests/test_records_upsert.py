@@ -61,9 +61,9 @@ def message(identity, value: str = "7.2"):  # type: ignore[no-untyped-def]
 
 
 def test_rows_refer_to_an_encounter_written_in_the_same_call(world: World, identity, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
-    # Three runs (encounter, condition, observations): one insert each in a savepoint, no locking
+    # Three runs (encounter, condition, observations) in one savepoint: one insert each, no locking
     # read when every row is new, and no lookup of the encounter the call has just written.
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(5):
         done = services.records_upsert(institution=world.a, rows=message(identity))
     assert [(type(d.record), d.created, d.changed) for d in done] == [
         (Encounter, True, False),
