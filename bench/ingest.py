@@ -4,9 +4,9 @@ with record linkage on (every Patient / PID goes through the MPI's identity_inge
 Run through `bench/run.sh ingest`. It builds its own database (BENCH_INGEST_DB, default
 yl_bench_ingest: one health authority, one township hospital and its API key), starts gunicorn as
 bench/foundation.py does for pages, sends from a pool of clients on the same machine and replaces
-the `ingest` section of docs/benchmarks.md (`--no-write`: print the table instead). HL7 v2 is sent twice: one message per request, and in
-HL7 batches (BHS … BTS) of BENCH_BATCH messages per request. Nothing here asserts a timing; CI
-never runs it.
+the `ingest` section of docs/benchmarks.md (`--no-write`: print the table instead). HL7 v2 is sent
+twice: one message per request, and in HL7 batches (BHS … BTS) of BENCH_BATCH messages per request.
+Nothing here asserts a timing; CI never runs it.
 """
 
 from __future__ import annotations
