@@ -679,21 +679,30 @@ def _insert_new(model: type[R], records: list[R]) -> set[str]:
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     column = {field.name: quote(field.column) for field in fields}
     source = column["source_id"]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(column.values())}) "  # noqa: S608 - names from the model
-        f"VALUES {', '.join([row] * len(records))} "
-        f"ON CONFLICT ({column['institution']}, {source}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}, {source}"
-    )
-    parameters = [field.get_db_prep_save(field.pre_save(record, True), connection) for record in records for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, parameters)
-        keys = {source_id: pk for pk, source_id in cursor.fetchall()}
+    keys: dict[str, Any] = {}
+    for chunk in _chunks(connection, fields, records):
+        sql = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(column.values())}) "  # noqa: S608 - names from the model
+            f"VALUES {', '.join([row] * len(chunk))} "
+            f"ON CONFLICT ({column['institution']}, {source}) DO NOTHING "
+            f"RETURNING {quote(meta.pk.column)}, {source}"
+        )
+        parameters = [field.get_db_prep_save(field.pre_save(record, True), connection) for record in chunk for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            keys.update({source_id: pk for pk, source_id in cursor.fetchall()})
     for record in records:
         if record.source_id in keys:
             record.pk = keys[record.source_id]
             record._state.adding, record._state.db = False, connection.alias
     return set(keys)
+
+
+def _chunks(connection: Any, fields: list[Any], records: list[R]) -> list[list[R]]:
+    """The records in groups small enough for one statement's parameters (SQLite's limit, and
+    PostgreSQL's 65,535)."""
+    size = max(1, min(connection.ops.bulk_batch_size(fields, records), 65535 // len(fields)))
+    return [records[start : start + size] for start in range(0, len(records), size)]
 
 
 # --- 结果互认 ----------------------------------------------------------------------------------

@@ -104,6 +104,18 @@ def test_new_and_stored_rows_in_one_run(world: World, identity) -> None:  # type
     assert stored["O3"].encounter == Encounter.objects.get(source_id="V1")
 
 
+def test_more_rows_than_one_statement_takes(world: World, identity) -> None:  # type: ignore[no-untyped-def]
+    # More parameters than one INSERT may carry on SQLite (999): the run goes in several statements.
+    rows = [RecordRow(identity=identity, source_id="V1", data=visit())]
+    rows += [RecordRow(identity=identity, source_id=f"O{n}", data=glucose(f"{4 + n / 100:.2f}")) for n in range(150)]
+    done = services.records_upsert(institution=world.a, rows=rows)
+    assert [d.created for d in done] == [True] * 151
+    stored = {o.source_id: o for o in Observation.objects.all()}
+    assert len(stored) == 150
+    assert all(d.record.pk == stored[d.record.source_id].pk for d in done[1:])
+    assert stored["O149"].value_quantity == Decimal("5.49")
+
+
 def test_a_row_sent_twice_in_one_call_is_one_row_holding_the_last_values(world: World, identity) -> None:  # type: ignore[no-untyped-def]
     rows = [*message(identity), RecordRow(identity=identity, source_id="O1", data=glucose("3.1"))]
     done = services.records_upsert(institution=world.a, rows=rows)
