@@ -4,9 +4,9 @@ with record linkage on (every Patient / PID goes through the MPI's identity_inge
 Run through `bench/run.sh ingest`. It builds its own database (BENCH_INGEST_DB, default
 yl_bench_ingest: one health authority, one township hospital and its API key), starts gunicorn as
 bench/foundation.py does for pages, sends from a pool of clients on the same machine and replaces
-the `ingest` section of docs/benchmarks.md. HL7 v2 is sent twice: one message per request, and in
-HL7 batches (BHS … BTS) of BENCH_BATCH messages per request. Nothing here asserts a timing; CI
-never runs it.
+the `ingest` section of docs/benchmarks.md (`--no-write`: print the table instead). HL7 v2 is sent
+twice: one message per request, and in HL7 batches (BHS … BTS) of BENCH_BATCH messages per request.
+Nothing here asserts a timing; CI never runs it.
 """
 
 from __future__ import annotations
@@ -489,13 +489,16 @@ every message as its own row with its own ACK (a refused one is dead-lettered al
 INSERT and applies them together in one transaction (`interop.services.hl7_process_many`). The clients and
 other helpers' work share the two cores (see the load average).
 """
-    write_section(
-        "ingest",
-        "Ingestion over HTTP (FHIR transaction Bundles, HL7 v2), PostgreSQL, linkage on",
-        "bench/run.sh ingest",
-        body,
-        machine_before=before,
-    )
+    if "--no-write" in sys.argv:
+        print(rows, file=sys.stderr)
+    else:
+        write_section(
+            "ingest",
+            "Ingestion over HTTP (FHIR transaction Bundles, HL7 v2), PostgreSQL, linkage on",
+            "bench/run.sh ingest",
+            body,
+            machine_before=before,
+        )
     print(
         f"FHIR {fhir_rate:,.0f} resources/s, HL7 {hl7_rate:,.0f} messages/s, batched {batched_rate:,.0f} messages/s",
         file=sys.stderr,

@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
@@ -37,6 +38,7 @@ from yilian.records.data import (
     ProcedureData,
 )
 from yilian.records.models import Encounter
+from yilian.referrals.models import Referral
 from yilian.referrals.services import referrals_mark_arrived
 
 ENCOUNTER_CLASSES = {
@@ -319,6 +321,26 @@ def _located(exc: ValidationError, item: RecordItem) -> ValidationError:
     return ValidationError({where: exc.messages})
 
 
+def mark_arrivals(*, patient_ids: set[int], institution_id: int) -> None:
+    """`referrals_mark_arrived` for patients seen here, asked only when one of them has a referral to
+    this institution at all: most visits are not arrivals, and one plain indexed query costs a
+    fraction of the full lookup (two correlated subqueries the ORM compiles anew each time)."""
+    if not patient_ids:
+        return
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta = Referral._meta
+    sql = (
+        f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('destination_institution').column)} = %s"  # noqa: S608 - names from the model
+        f" AND {quote(meta.get_field('patient').column)} IN ({', '.join(['%s'] * len(patient_ids))}) LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [institution_id, *sorted(patient_ids)])
+        referred = cursor.fetchone() is not None
+    if referred:
+        referrals_mark_arrived(patient_ids=patient_ids, institution_id=institution_id)
+
+
 class Applier:
     """Writes the items of one message; remembers the identities it met so later items find them."""
 
@@ -382,7 +404,7 @@ class Applier:
             identity.patient_id for record, identity in zip(written, identities, strict=True) if isinstance(record, Encounter)
         }
         if patient_ids:
-            referrals_mark_arrived(patient_ids=patient_ids, institution_id=self.institution.pk)
+            mark_arrivals(patient_ids=patient_ids, institution_id=self.institution.pk)
 
     def apply(self, item: Item) -> Applied | None:
         if isinstance(item, IdentityItem):
@@ -520,5 +542,5 @@ def apply_messages(*, institution: Institution, messages: Sequence[Sequence[Item
     # A visit or admission here may be a referred patient arriving (双向转诊): one query per batch.
     arrived = {row.identity.patient_id for *_head, row in ordered if isinstance(row.data, EncounterData)}
     if arrived:
-        referrals_mark_arrived(patient_ids=arrived, institution_id=institution.pk)
+        mark_arrivals(patient_ids=arrived, institution_id=institution.pk)
     return [[done for done in applied if done is not None] for applied in results]

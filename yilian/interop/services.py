@@ -8,7 +8,6 @@ becomes a dead letter with its reason and the answer the sender got).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -76,28 +75,45 @@ def message_store(
 ) -> tuple[InboundMessage, bool]:
     """Keep a message as it arrived; (message, created). The same content again returns the first row."""
     key = content_key(channel, raw)
-    existing = InboundMessage.objects.filter(institution=institution, content_key=key).first()
-    if existing is not None:
-        return existing, False
-    # Inside a caller's transaction (an import chunk) the insert needs a savepoint to survive a
-    # duplicate; on its own (a channel) one INSERT in autocommit does, without BEGIN and COMMIT.
-    guard = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
-    try:
-        with guard:
-            message = InboundMessage.objects.create(
-                institution=institution,
-                api_key=api_key,
-                channel=channel,
-                kind=kind[:40],
-                control_id=control_id[:64],
-                charset=charset[:20],
-                raw=raw,
-                content_key=key,
-            )
-    except IntegrityError:
-        # A concurrent delivery of the same content stored it first.
-        return InboundMessage.objects.get(institution=institution, content_key=key), False
-    return message, True
+    message = InboundMessage(
+        institution=institution,
+        api_key=api_key,
+        channel=channel,
+        kind=kind[:40],
+        control_id=control_id[:64],
+        charset=charset[:20],
+        raw=raw,
+        content_key=key,
+    )
+    if _insert_unless_kept(message):
+        return message, True
+    # This content was kept before (or by a concurrent delivery, whose insert this one waited for).
+    return InboundMessage.objects.get(institution=institution, content_key=key), False
+
+
+def _insert_unless_kept(message: InboundMessage) -> bool:
+    """INSERT a new message unless its institution already keeps the same content: one statement
+    that cannot fail on the duplicate (so no savepoint inside a caller's transaction, and no read
+    before it), built from the model's fields rather than compiled by the ORM each time. True when
+    inserted (the message then has its primary key)."""
+    connection = transaction.get_connection()
+    meta = InboundMessage._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    column = {field.name: quote(field.column) for field in fields}
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(column.values())}) "  # noqa: S608 - names from the model
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({column['institution']}, {column['content_key']}) DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    message.pk = row[0]
+    message._state.adding, message._state.db = False, connection.alias
+    return True
 
 
 def _finish(message: InboundMessage, *, accepted: bool, reason: str, response: str) -> None:

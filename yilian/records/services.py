@@ -528,7 +528,18 @@ def records_upsert(*, institution: Institution, rows: Sequence[RecordRow]) -> li
     `<resource>_upsert` call per row, but each run of rows of one kind read with one query and its
     new rows written with one statement (an HL7 message's OBX segments, a Bundle's Observations).
 
-    Raises RecordRowError (a ValidationError naming the row) for the first row it refuses."""
+    Raises RecordRowError (a ValidationError naming the row) for the first row it refuses.
+
+    All in one savepoint; when a statement breaks a constraint (a concurrent writer of the same
+    rows), it is rolled back and done again with a savepoint per run and row by row where needed."""
+    try:
+        with transaction.atomic():
+            return _records_upsert(institution, rows, guarded=False)
+    except IntegrityError:
+        return _records_upsert(institution, rows, guarded=True)
+
+
+def _records_upsert(institution: Institution, rows: Sequence[RecordRow], *, guarded: bool) -> list[Upserted[Any]]:
     encounters = _Encounters(institution)
     out: list[Upserted[Any]] = []
     start = 0
@@ -546,7 +557,11 @@ def records_upsert(*, institution: Institution, rows: Sequence[RecordRow]) -> li
                 checked.append((row.identity, source_id, fields_of(institution, row.identity, row.data, encounters)))
             except ValidationError as exc:
                 raise RecordRowError(index, exc) from None
-        written = _upsert_run(model, institution=institution, rows=checked, first_index=start)
+        written = (
+            _upsert_run(model, institution=institution, rows=checked, first_index=start)
+            if guarded or len({source_id for _identity, source_id, _fields in checked}) < len(checked)
+            else _upsert_distinct(model, institution=institution, rows=checked, first_index=start)
+        )
         for upserted in written:
             if isinstance(upserted.record, Encounter):
                 encounters.remember(upserted.record)
@@ -558,42 +573,15 @@ def records_upsert(*, institution: Institution, rows: Sequence[RecordRow]) -> li
 def _upsert_run(
     model: type[R], *, institution: Institution, rows: list[tuple[SourceIdentity, str, dict[str, Any]]], first_index: int
 ) -> list[Upserted[R]]:
-    """`_upsert` for several rows of one kind: one locking read, one INSERT for the new rows, in one
-    savepoint. A row sent twice in the run, or a concurrent insert of one of them, falls back to
-    `_upsert` row by row (which retries the insert as an update)."""
+    """`_upsert` for several rows of one kind, in one savepoint: the new rows inserted with one
+    statement that skips those already stored, then the stored ones read with one locking query and
+    updated where they changed. A row sent twice in the run, or a concurrent write that breaks a
+    constraint, falls back to `_upsert` row by row (which retries the insert as an update)."""
     source_ids = [source_id for _identity, source_id, _fields in rows]
     if len(set(source_ids)) == len(source_ids):
-        relations = _relations(model)
         try:
             with transaction.atomic():
-                existing = {
-                    record.source_id: record
-                    for record in model._default_manager.select_for_update().filter(
-                        institution=institution, source_id__in=source_ids
-                    )
-                }
-                out: list[Upserted[R]] = []
-                new: list[R] = []
-                for index, (identity, source_id, fields) in enumerate(rows, start=first_index):
-                    record = existing.get(source_id) or model(institution=institution, source_id=source_id)
-                    values = {"identity": identity, **fields}
-                    if source_id in existing and all(getattr(record, name) == value for name, value in values.items()):
-                        out.append(Upserted(record, created=False, changed=False))
-                        continue
-                    for name, value in values.items():
-                        setattr(record, name, value)
-                    try:
-                        # Field checks only, as in _upsert.
-                        record.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
-                    except ValidationError as exc:
-                        raise RecordRowError(index, exc) from None
-                    if source_id in existing:
-                        record.save()
-                    else:
-                        new.append(record)
-                    out.append(Upserted(record, created=source_id not in existing, changed=source_id in existing))
-                model._default_manager.bulk_create(new)
-            return out
+                return _upsert_distinct(model, institution=institution, rows=rows, first_index=first_index)
         except IntegrityError:
             pass
     out = []
@@ -603,6 +591,118 @@ def _upsert_run(
         except ValidationError as exc:
             raise RecordRowError(index, exc) from None
     return out
+
+
+def _upsert_distinct(
+    model: type[R], *, institution: Institution, rows: list[tuple[SourceIdentity, str, dict[str, Any]]], first_index: int
+) -> list[Upserted[R]]:
+    relations = _relations(model)
+    fresh = [
+        model(institution=institution, source_id=source_id, identity=identity, **fields) for identity, source_id, fields in rows
+    ]
+    try:
+        for record in fresh:
+            # Field checks only, as in _upsert.
+            record.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+    except ValidationError:
+        # A refused row: read first, so that a stored row sent again unchanged is not checked
+        # (as one `_upsert` after another would) and the first refused row is the one named.
+        return _upsert_read_first(model, institution=institution, rows=rows, first_index=first_index)
+    inserted = _insert_new(model, fresh)
+    out: list[Upserted[R] | None] = [
+        Upserted(record, created=True, changed=False) if record.source_id in inserted else None for record in fresh
+    ]
+    stored = [position for position, done in enumerate(out) if done is None]
+    if stored:
+        existing = {
+            record.source_id: record
+            for record in model._default_manager.select_for_update().filter(
+                institution=institution, source_id__in=[rows[position][1] for position in stored]
+            )
+        }
+        for position in stored:
+            identity, source_id, fields = rows[position]
+            record = existing[source_id]
+            values = {"identity": identity, **fields}
+            if all(getattr(record, name) == value for name, value in values.items()):
+                out[position] = Upserted(record, created=False, changed=False)
+                continue
+            for name, value in values.items():
+                setattr(record, name, value)
+            record.save()
+            out[position] = Upserted(record, created=False, changed=True)
+    return [done for done in out if done is not None]
+
+
+def _upsert_read_first(
+    model: type[R], *, institution: Institution, rows: list[tuple[SourceIdentity, str, dict[str, Any]]], first_index: int
+) -> list[Upserted[R]]:
+    relations = _relations(model)
+    existing = {
+        record.source_id: record
+        for record in model._default_manager.select_for_update().filter(
+            institution=institution, source_id__in=[source_id for _identity, source_id, _fields in rows]
+        )
+    }
+    out: list[Upserted[R]] = []
+    new: list[R] = []
+    for index, (identity, source_id, fields) in enumerate(rows, start=first_index):
+        record = existing.get(source_id) or model(institution=institution, source_id=source_id)
+        values = {"identity": identity, **fields}
+        if source_id in existing and all(getattr(record, name) == value for name, value in values.items()):
+            out.append(Upserted(record, created=False, changed=False))
+            continue
+        for name, value in values.items():
+            setattr(record, name, value)
+        try:
+            record.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            raise RecordRowError(index, exc) from None
+        if source_id in existing:
+            record.save()
+        else:
+            new.append(record)
+        out.append(Upserted(record, created=source_id not in existing, changed=source_id in existing))
+    model._default_manager.bulk_create(new)
+    return out
+
+
+def _insert_new(model: type[R], records: list[R]) -> set[str]:
+    """INSERT the records in one statement, skipping those whose (institution, source_id) is
+    already stored; gives the inserted ones their primary key and returns their source ids. The
+    SQL is built from the model's fields (what `bulk_create` does, without compiling a query each
+    time: that cost more CPU than the database spent on the insert)."""
+    connection = transaction.get_connection()
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    column = {field.name: quote(field.column) for field in fields}
+    source = column["source_id"]
+    keys: dict[str, Any] = {}
+    for chunk in _chunks(connection, fields, records):
+        sql = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(column.values())}) "  # noqa: S608 - names from the model
+            f"VALUES {', '.join([row] * len(chunk))} "
+            f"ON CONFLICT ({column['institution']}, {source}) DO NOTHING "
+            f"RETURNING {quote(meta.pk.column)}, {source}"
+        )
+        parameters = [field.get_db_prep_save(field.pre_save(record, True), connection) for record in chunk for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            keys.update({source_id: pk for pk, source_id in cursor.fetchall()})
+    for record in records:
+        if record.source_id in keys:
+            record.pk = keys[record.source_id]
+            record._state.adding, record._state.db = False, connection.alias
+    return set(keys)
+
+
+def _chunks(connection: Any, fields: list[Any], records: list[R]) -> list[list[R]]:
+    """The records in groups small enough for one statement's parameters (SQLite's limit, and
+    PostgreSQL's 65,535)."""
+    size = max(1, min(connection.ops.bulk_batch_size(fields, records), 65535 // len(fields)))
+    return [records[start : start + size] for start in range(0, len(records), size)]
 
 
 # --- 结果互认 ----------------------------------------------------------------------------------

@@ -92,3 +92,20 @@ def test_refused_identity_is_named_and_nothing_is_written(world: Any) -> None:
     assert raised.value.index == 1
     assert "birth_date" in raised.value.message_dict
     assert (Patient.objects.count(), SourceIdentity.objects.count()) == before
+
+
+def test_more_identities_than_one_statement_takes(world: Any) -> None:
+    # More parameters than one INSERT may carry on SQLite (999): patients, identities and link
+    # events go in several statements, each row still given its own key.
+    data = [
+        IdentityData(local_id=f"T-{n:03d}", name=f"新人{n:03d}", sex="1", birth_date=BORN + dt.timedelta(days=n), town=f"{n}镇")
+        for n in range(100)
+    ]
+    outcomes = identities_ingest(institution=world.t, data=data)
+    assert [(o.created, o.method) for o in outcomes] == [(True, LinkMethod.NEW)] * 100
+    stored = {i.local_id: i for i in SourceIdentity.objects.filter(institution=world.t).select_related("patient")}
+    for item, outcome in zip(data, outcomes, strict=True):
+        identity = stored[item.local_id]
+        assert (outcome.identity.pk, outcome.patient.pk) == (identity.pk, identity.patient_id)
+        assert identity.patient.name == item.name
+    assert IdentityLinkEvent.objects.filter(identity__institution=world.t, to_patient_id=stored["T-099"].patient_id).count() == 1

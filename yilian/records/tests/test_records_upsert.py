@@ -61,9 +61,9 @@ def message(identity, value: str = "7.2"):  # type: ignore[no-untyped-def]
 
 
 def test_rows_refer_to_an_encounter_written_in_the_same_call(world: World, identity, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
-    # Three runs (encounter, condition, observations): a locking read and one insert each, and no
-    # lookup of the encounter the call has just written.
-    with django_assert_max_num_queries(12):
+    # Three runs (encounter, condition, observations) in one savepoint: one insert each, no locking
+    # read when every row is new, and no lookup of the encounter the call has just written.
+    with django_assert_max_num_queries(5):
         done = services.records_upsert(institution=world.a, rows=message(identity))
     assert [(type(d.record), d.created, d.changed) for d in done] == [
         (Encounter, True, False),
@@ -91,6 +91,29 @@ def test_the_same_message_again_changes_nothing_and_a_changed_row_is_updated(wor
     assert [(d.created, d.changed) for d in changed] == [(False, False), (False, False), (False, True), (False, False)]
     assert Observation.objects.get(source_id="O1").value_quantity == Decimal("4.4")
     assert Observation.objects.count() == 2 and Encounter.objects.count() == 1
+
+
+def test_new_and_stored_rows_in_one_run(world: World, identity) -> None:  # type: ignore[no-untyped-def]
+    services.records_upsert(institution=world.a, rows=message(identity))
+    rows = [*message(identity, value="4.4"), RecordRow(identity=identity, source_id="O3", data=glucose("5.5"))]
+    done = services.records_upsert(institution=world.a, rows=rows)
+    assert [(d.created, d.changed) for d in done[2:]] == [(False, True), (False, False), (True, False)]
+    stored = {o.source_id: o for o in Observation.objects.all()}
+    assert [done[2].record.pk, done[3].record.pk, done[4].record.pk] == [stored["O1"].pk, stored["O2"].pk, stored["O3"].pk]
+    assert (stored["O1"].value_quantity, stored["O3"].value_quantity) == (Decimal("4.4"), Decimal("5.5"))
+    assert stored["O3"].encounter == Encounter.objects.get(source_id="V1")
+
+
+def test_more_rows_than_one_statement_takes(world: World, identity) -> None:  # type: ignore[no-untyped-def]
+    # More parameters than one INSERT may carry on SQLite (999): the run goes in several statements.
+    rows = [RecordRow(identity=identity, source_id="V1", data=visit())]
+    rows += [RecordRow(identity=identity, source_id=f"O{n}", data=glucose(f"{4 + n / 100:.2f}")) for n in range(150)]
+    done = services.records_upsert(institution=world.a, rows=rows)
+    assert [d.created for d in done] == [True] * 151
+    stored = {o.source_id: o for o in Observation.objects.all()}
+    assert len(stored) == 150
+    assert all(d.record.pk == stored[d.record.source_id].pk for d in done[1:])
+    assert stored["O149"].value_quantity == Decimal("5.49")
 
 
 def test_a_row_sent_twice_in_one_call_is_one_row_holding_the_last_values(world: World, identity) -> None:  # type: ignore[no-untyped-def]
