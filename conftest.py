@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from yilian.accounts.selectors import memberships_cache_clear
+from yilian.accounts.services import api_key_cache_clear
 from yilian.testing.world import World, build_world
 
 
@@ -13,6 +14,7 @@ from yilian.testing.world import World, build_world
 def _fresh_membership_cache() -> None:
     """Rolled-back tests reuse user ids (SQLite): no test sees another's cached memberships."""
     memberships_cache_clear()
+    api_key_cache_clear()
 
 
 @pytest.fixture

@@ -115,7 +115,12 @@ def access_patient(
 
 def patients_listed(actor: Actor, patients: Sequence[Patient], *, path: str = "") -> None:
     """Log that a list page or API page showed these patients' identities to `actor`."""
-    grants = {g.patient_id: g for g in _active_grants(actor).filter(patient__in=[p.pk for p in patients]).order_by("expires_at")}
+    # Patients registered here (or at our village clinics) are held: only the others need their grant.
+    held = set(_holders(actor, actor.institution)) if actor.institution is not None else set()
+    others = [p.pk for p in patients if p.home_institution_id not in held]
+    grants = {}
+    if others:
+        grants = {g.patient_id: g for g in _active_grants(actor).filter(patient__in=others).order_by("expires_at")}
     access_log_record(actor=actor, patients=patients, action=AccessAction.LIST, grant_for=lambda p: grants.get(p.pk), path=path)
 
 

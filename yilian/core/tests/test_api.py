@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -256,6 +257,24 @@ def test_revoked_expired_unknown_and_deactivated_keys_get_401(world: World) -> N
     for raw in (revoked, expired, of_c, "yl_00000000.not-a-key", "x" * 10_000):
         assert_error(Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/consortia"), 401, "unauthenticated")
         assert_error(Client(HTTP_X_API_KEY=raw).get("/api/v1/consortia"), 401, "unauthenticated")
+
+
+def test_a_key_in_use_stops_at_once_when_revoked_expired_or_its_institution_deactivated(world: World) -> None:
+    """The key each process keeps loaded is reused only while its deciding columns are unchanged,
+    even when they change without a signal (an UPDATE from elsewhere)."""
+    for change in (
+        lambda key: ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now()),
+        lambda key: ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() + dt.timedelta(milliseconds=1)),
+        lambda key: Institution.objects.filter(pk=key.institution_id).update(is_active=False),
+    ):
+        Institution.objects.filter(pk=world.b.pk).update(is_active=True)
+        key, raw = issue_key(world, world.b)
+        client = Client(HTTP_X_API_KEY=raw)
+        assert client.get("/api/v1/consortia").status_code == 200
+        assert client.get("/api/v1/consortia").status_code == 200  # the kept key
+        change(key)
+        time.sleep(0.01)
+        assert_error(client.get("/api/v1/consortia"), 401, "unauthenticated")
 
 
 def test_a_wrong_key_is_refused_even_with_a_session(world: World, login) -> None:  # type: ignore[no-untyped-def]
