@@ -81,23 +81,29 @@ def grant_issue(
     reason: str = "",
     granted_by: User | None = None,
     acting_institution: Institution | None = None,
+    validate: bool = True,
 ) -> AccessGrant:
     """Create an expiring grant. Called by the services of care relationships (referral,
-    consultation, contract) when they open, and by break_glass_open."""
-    return save_validated(
-        AccessGrant(
-            patient=patient,
-            grantee_institution=grantee_institution,
-            grantee_user=grantee_user,
-            acting_institution=acting_institution,
-            scope=scope,
-            source=source,
-            source_reference=source_reference,
-            reason=reason,
-            granted_by=granted_by,
-            expires_at=expires_at,
-        )
+    consultation, contract, appointment) when they open, and by break_glass_open. A caller that
+    built every value itself (a booking: its own objects, an expiry after the slot) passes
+    `validate=False` and skips the model validation's dozen queries; the database's constraints
+    still hold."""
+    grant = AccessGrant(
+        patient=patient,
+        grantee_institution=grantee_institution,
+        grantee_user=grantee_user,
+        acting_institution=acting_institution,
+        scope=scope,
+        source=source,
+        source_reference=source_reference,
+        reason=reason,
+        granted_by=granted_by,
+        expires_at=expires_at,
     )
+    if not validate:
+        grant.save()
+        return grant
+    return save_validated(grant)
 
 
 def grant_revoke(*, grant: AccessGrant, revoked_by: User | None) -> AccessGrant:

@@ -460,6 +460,7 @@ def _appointment_grant_open(
         expires_at=until + dt.timedelta(days=settings.SCHEDULING_GRANT_DAYS),
         granted_by=actor.user,
         acting_institution=actor.institution,
+        validate=False,
     )
 
 
