@@ -14,8 +14,10 @@ from django.db.models import Model
 from django.test import Client
 from django.utils import timezone
 
-from yilian.accounts.models import ApiKey, hash_api_key
 from yilian.interop.fhir.schema import validate
+from yilian.interop.tests.fhir_his import fhir_get as _get
+from yilian.interop.tests.fhir_his import fhir_send as _send
+from yilian.interop.tests.fhir_his import his_key as _key
 from yilian.notifications.models import Notification
 from yilian.referrals.models import FollowUpTask, Referral, ReferralEvent, ReferralStatus
 from yilian.referrals.services import FollowUpSpec, referral_accept
@@ -25,30 +27,11 @@ from yilian.testing.world import World
 FOLLOW_UP = {"coding": [{"system": "urn:yilian:task-kind", "code": "follow-up"}]}
 
 
-def _key(world: World, institution: str) -> str:
-    prefix, raw = ApiKey.generate_raw_key()
-    ApiKey.objects.create(institution=getattr(world, institution), name="HIS", prefix=prefix, key_digest=hash_api_key(raw))
-    return raw
-
-
 @pytest.fixture
 def keys(world: World) -> dict[str, str]:
     """HIS keys: A (the lead hospital, sender of the down referral), B (the township, receiver),
     V (B's village clinic) and T (another consortium)."""
     return {name: _key(world, name) for name in ("a", "b", "v", "t")}
-
-
-def _send(client: Client, key: str, method: str, url: str, body: Any) -> Any:
-    return getattr(client, method)(
-        url,
-        data=json.dumps(body, ensure_ascii=False).encode(),
-        content_type="application/fhir+json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-
-
-def _get(client: Client, key: str, url: str, params: dict[str, str] | None = None) -> Any:
-    return client.get(url, params or {}, headers={"Authorization": f"Bearer {key}"})
 
 
 def _outcome(response: Any, status: int, where: str | None = None) -> dict[str, Any]:

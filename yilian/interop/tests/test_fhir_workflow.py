@@ -12,8 +12,10 @@ from django.db.models import F
 from django.test import Client
 
 from yilian.access.models import AccessLog
-from yilian.accounts.models import ApiKey, hash_api_key
 from yilian.interop.fhir.schema import validate
+from yilian.interop.tests.fhir_his import fhir_get as _get
+from yilian.interop.tests.fhir_his import fhir_send as _send
+from yilian.interop.tests.fhir_his import his_key as _key
 from yilian.patients.models import SourceIdentity
 from yilian.referrals.models import Referral, ReferralStatus
 from yilian.referrals.testing import clinic_slot, refer_up
@@ -25,29 +27,10 @@ CERTIFICATE = "urn:yilian:practitioner-certificate"
 WATCHED = (*DEFAULT_WATCHED, "referrals.Referral", "referrals.ReferralEvent", "scheduling.Booking", "scheduling.SlotPool")
 
 
-def _key(world: World, institution: str) -> str:
-    prefix, raw = ApiKey.generate_raw_key()
-    ApiKey.objects.create(institution=getattr(world, institution), name="HIS", prefix=prefix, key_digest=hash_api_key(raw))
-    return raw
-
-
 @pytest.fixture
 def keys(world: World) -> dict[str, str]:
     """The HIS keys of township B (sender), the lead hospital A (receiver) and T (another consortium)."""
     return {name: _key(world, name) for name in ("a", "b", "t")}
-
-
-def _send(client: Client, key: str, method: str, url: str, body: Any) -> Any:
-    return getattr(client, method)(
-        url,
-        data=json.dumps(body, ensure_ascii=False).encode(),
-        content_type="application/fhir+json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-
-
-def _get(client: Client, key: str, url: str, params: dict[str, str] | None = None) -> Any:
-    return client.get(url, params or {}, headers={"Authorization": f"Bearer {key}"})
 
 
 def _service_request(world: World, **change: Any) -> dict[str, Any]:
