@@ -406,6 +406,14 @@ class BedReservation(PublicModel):
     expires_at = models.DateTimeField("到期时间")
     ended_at = models.DateTimeField("结束时间", null=True, blank=True)
     note = models.CharField("备注", max_length=200, blank=True)
+    # The sending system's own identifier of the reservation (FHIR Appointment.identifier), unique
+    # per institution that sent it, so a member HIS that sends the same reservation again gets the
+    # same one back.
+    source_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="发送方机构"
+    )
+    source_system = models.CharField("发送方标识系统", max_length=200, blank=True)
+    source_identifier = models.CharField("发送方床位预留标识", max_length=64, blank=True)
 
     class Meta:
         verbose_name = "床位预留"
@@ -415,6 +423,15 @@ class BedReservation(PublicModel):
             models.UniqueConstraint(fields=["bed"], condition=Q(status="active"), name="one_active_reservation_per_bed"),
             models.UniqueConstraint(
                 fields=["patient"], condition=Q(status="active"), name="one_active_bed_reservation_per_patient"
+            ),
+            models.UniqueConstraint(
+                fields=["source_institution", "source_system", "source_identifier"],
+                condition=~Q(source_identifier=""),
+                name="one_bed_reservation_per_source_identifier",
+            ),
+            models.CheckConstraint(
+                condition=Q(source_identifier="") | Q(source_institution__isnull=False),
+                name="bed_reservation_source_identifier_has_institution",
             ),
         ]
         indexes = [models.Index(fields=["expires_at"], condition=Q(status="active"), name="reservation_pending_expiry")]

@@ -590,16 +590,30 @@ def bed_set_closed(*, actor: Actor, bed: Bed, closed: bool) -> Bed:
     return bed
 
 
+def _reservation_source(system: str, identifier: str) -> tuple[str, str]:
+    system, identifier = (system or "").strip(), (identifier or "").strip()
+    if len(system) > 200 or len(identifier) > 64 or "\x00" in system + identifier:
+        raise ValidationError({"source_identifier": _("发送方床位预留标识无效：标识系统最多 200 个字符，标识最多 64 个字符。")})
+    if system and not identifier:
+        raise ValidationError({"source_identifier": _("请填写发送方床位预留标识。")})
+    return system, identifier
+
+
 def bed_reserve(
     *,
     actor: Actor,
     bed: Bed,
     patient: Patient,
     hours: int = 24,
+    expires_at: dt.datetime | None = None,
     for_institution: Institution | None = None,
     note: str = "",
+    source_system: str = "",
+    source_identifier: str = "",
 ) -> BedReservation:
-    """Hold a free bed for a patient for `hours` (at most 72); `reservations_expire` frees it after."""
+    """Hold a free bed for a patient for `hours`, or until `expires_at`, at most
+    MAX_RESERVATION_HOURS from now; `reservations_expire` frees it after. `source_*`: the sending
+    system's own identifier of the reservation (see `bed_reserve_once`)."""
     acting = _require_booking_actor(actor)
     ward_institution = bed.ward.institution
     _require_sees(actor, ward_institution)
@@ -607,10 +621,18 @@ def bed_reserve(
     institution = for_institution or acting
     if institution.pk != acting.pk and not can_manage_institution(actor, ward_institution, Permission.SCHEDULE_MANAGE):
         raise ValidationError({"for_institution": _("只有床位所在机构的调度员可以代其他机构预留。")})
-    if not 1 <= hours <= MAX_RESERVATION_HOURS:
-        raise ValidationError({"hours": _("预留时长应在 1 到 %(max)d 小时之间。") % {"max": MAX_RESERVATION_HOURS}})
+    now = timezone.now()
+    if expires_at is None:
+        if not 1 <= hours <= MAX_RESERVATION_HOURS:
+            raise ValidationError({"hours": _("预留时长应在 1 到 %(max)d 小时之间。") % {"max": MAX_RESERVATION_HOURS}})
+        expires_at = now + dt.timedelta(hours=hours)
+    elif not now < expires_at <= now + dt.timedelta(hours=MAX_RESERVATION_HOURS):
+        raise ValidationError({"expires_at": _("预留到期时间应在现在之后 %(max)d 小时之内。") % {"max": MAX_RESERVATION_HOURS}})
     if len(note) > 200:
         raise ValidationError({"note": _("备注最多 200 个字。")})
+    if "\x00" in note:
+        raise ValidationError({"note": _("含有无效字符。")})
+    source_system, source_identifier = _reservation_source(source_system, source_identifier)
     with transaction.atomic():
         locked = Bed.objects.select_for_update().get(pk=bed.pk)
         if locked.status == BedStatus.CLOSED or not bed.ward.is_active:
@@ -624,18 +646,113 @@ def bed_reserve(
             patient=patient,
             for_institution=institution,
             reserved_by=actor.user,
-            expires_at=timezone.now() + dt.timedelta(hours=hours),
+            expires_at=expires_at,
             note=note,
+            source_institution=acting if source_identifier else None,
+            source_system=source_system,
+            source_identifier=source_identifier,
         )
         try:
             with transaction.atomic():
                 reservation.save()
         except IntegrityError as exc:
+            if source_identifier and _reservation_by_source(acting, source_system, source_identifier) is not None:
+                message = _("发送方床位预留标识 %(identifier)s 已被使用。") % {
+                    "identifier": _joined(source_system, source_identifier)
+                }
+                raise ValidationError(message, code="conflict") from exc
             raise ValidationError(_("该居民已有一张预留床位。"), code="conflict") from exc
         _appointment_grant_open(
             patient=patient, institution=ward_institution, until=reservation.expires_at, reference=reservation.uuid, actor=actor
         )
     return reservation
+
+
+def _joined(system: str, identifier: str) -> str:
+    return f"{system}|{identifier}" if system else identifier
+
+
+def _reservation_by_source(institution: Institution, system: str, identifier: str) -> BedReservation | None:
+    return (
+        BedReservation.objects.select_related("bed")
+        .filter(source_institution=institution, source_system=system, source_identifier=identifier)
+        .first()
+    )
+
+
+def bed_reserve_once(
+    *,
+    actor: Actor,
+    bed: Bed,
+    patient: Patient,
+    source_system: str,
+    source_identifier: str,
+    expires_at: dt.datetime | None = None,
+    note: str = "",
+    conditional: bool = False,
+) -> tuple[BedReservation, bool]:
+    """`bed_reserve` for a member system that names its own identifier of the reservation (FHIR
+    Appointment.identifier): sending the same reservation again returns the one it made, unchanged
+    (created False), whatever has happened to it since; the identifier on a different reservation
+    (another bed, patient, note, expiry when one is named, or practitioner) is a conflict.
+    Identifiers are per sending (acting) institution; a send racing another for the same bed or
+    identifier finds the reservation the other made. `conditional` (FHIR If-None-Exist) returns the
+    reservation the identifier names whatever the content."""
+    institution = _require_booking_actor(actor)
+    source_system, source_identifier = _reservation_source(source_system, source_identifier)
+    if not source_identifier:
+        raise ValidationError({"source_identifier": _("请填写发送方床位预留标识。")})
+    existing = _reservation_by_source(institution, source_system, source_identifier)
+    if existing is None:
+        try:
+            reservation = bed_reserve(
+                actor=actor,
+                bed=bed,
+                patient=patient,
+                expires_at=expires_at,
+                note=note,
+                source_system=source_system,
+                source_identifier=source_identifier,
+            )
+        except ValidationError as exc:
+            # The bed taken, or the identifier used, by a send that got there first: its reservation.
+            if getattr(exc, "code", None) != "conflict":
+                raise
+            existing = _reservation_by_source(institution, source_system, source_identifier)
+            if existing is None:
+                raise
+        else:
+            return reservation, True
+    differences = [] if conditional else _reservation_differences(existing, actor, bed, patient, expires_at, note)
+    if differences:
+        raise ValidationError(
+            _("发送方床位预留标识 %(identifier)s 已用于另一床位预留，本次内容不同（%(fields)s）；新的预留请使用新的标识。")
+            % {"identifier": _joined(source_system, source_identifier), "fields": "、".join(differences)},
+            code="conflict",
+        )
+    return existing, False
+
+
+def _reservation_differences(
+    reservation: BedReservation, actor: Actor, bed: Bed, patient: Patient, expires_at: dt.datetime | None, note: str
+) -> list[str]:
+    """The fields in which a resent reservation differs from the one its identifier names (labels)."""
+    wanted: dict[str, object] = {
+        "bed": bed.pk,
+        "patient": patient.pk,
+        "note": note.strip(),
+        "reserved_by": actor.user.pk if actor.user is not None else None,
+    }
+    current: dict[str, object] = {
+        "bed": reservation.bed_id,
+        "patient": reservation.patient_id,
+        "note": reservation.note.strip(),
+        "reserved_by": reservation.reserved_by_id,
+    }
+    if expires_at is not None:
+        wanted["expires_at"], current["expires_at"] = expires_at, reservation.expires_at
+    fields = [BedReservation._meta.get_field(name) for name in wanted if wanted[name] != current[name]]
+    return [str(getattr(field, "verbose_name", field.name)) for field in fields]
 
 
 def _end_reservation(reservation: BedReservation, status: str, bed_status: str) -> bool:

@@ -152,6 +152,10 @@ def _workflow_type(request: HttpRequest, name: str) -> HttpResponse:
 def _workflow_instance(request: HttpRequest, name: str, key: str) -> HttpResponse:
     if name == "Appointment" and key == "$book" and request.method == "POST":
         return _workflow_write(request, workflow.appointment_book)
+    if name == "Appointment" and request.method == "PUT":
+        return _workflow_write(
+            request, lambda actor, document, condition: workflow.appointment_update(actor, document, key[:64], condition)
+        )
     if name == "Task" and request.method == "PUT":
         return _workflow_write(
             request, lambda actor, document, condition: workflow.task_update(actor, document, key[:64], condition)

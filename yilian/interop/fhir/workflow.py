@@ -1,5 +1,6 @@
 """Referral and booking at /fhir: ServiceRequest + Task (the referral and its workflow state),
-Schedule, Slot and Appointment (号源与预约), so a member's HIS can refer and book.
+Schedule, Slot and Appointment (号源与预约), Location and Appointment for beds (床位预留), so a
+member's HIS can refer, book and reserve a bed.
 
 Writes go through the same gatekeepers and services as the pages and /api/v1
 (`referrals.services`, `scheduling.services.slot_book`). Who acts (ARCHITECTURE.md, "Member systems
@@ -16,7 +17,26 @@ its village clinics) sent or received, the bookings made by or at it, and the sc
 its consortia. Every patient shown is written to the access log.
 
 Ids: the ServiceRequest and the Task of a referral share the referral's UUID; an Appointment's id
-is the booking's UUID, a Slot's and a Schedule's their UUIDs.
+is the booking's (or the bed reservation's) UUID, a Slot's, a Schedule's and a Location's their UUIDs.
+
+Bed reservations: R4 has no resource of their own. They are Appointments — the resource R4 gives
+for "the time and usage of … locations … reserved for a designated period of time" — whose
+participants are the bed as a Location (physicalType `bd`, part of its ward's Location `wa`), the
+patient, the bed's institution and the practitioner who reserved; `serviceCategory`
+`urn:yilian:appointment-kind|bed-reservation` tells them from slot bookings (which have a `slot`
+instead of a Location), `start` is when the bed was reserved and `end` its expiry; status booked
+(active), fulfilled (admitted), cancelled (released), noshow (expired). Encounter.location with
+status `reserved` was the alternative, but an Encounter here is a visit in the shared record. A
+member HIS reserves (`POST Appointment` → `scheduling.services.bed_reserve`, the same bed scope,
+patient gatekeeper and grant to the bed's institution as `/api/v1/scheduling/bed-reservations`),
+releases (`PUT Appointment/<id>` status cancelled → `bed_release`), reads and searches them
+(`service-category=bed-reservation`, `location`, `actor`, `patient`, `status`); beds and wards
+read and search as Location. Referrals' beds are still arranged with the referral (pages, /api/v1).
+
+Resending: a ServiceRequest, a follow-up Task or a bed-reservation Appointment that carries the
+sender's own `identifier` is created once per sending institution (same content again → 200 with
+it, the identifier on other content → 409); `If-None-Exist: identifier=<system>|<value>` on that
+identifier is the FHIR conditional create (a match returned as it is). See `_conditional`.
 """
 
 from __future__ import annotations
@@ -50,13 +70,24 @@ from yilian.referrals.access import (
 )
 from yilian.referrals.models import Direction, FollowUpStatus, FollowUpTask, Referral, ReferralStatus, Urgency
 from yilian.scheduling import services as scheduling
-from yilian.scheduling.access import bookings_visible_to, schedule_scope_filter
-from yilian.scheduling.models import Booking, BookingStatus, Schedule, Slot
+from yilian.scheduling.access import access_reservation, bookings_visible_to, reservations_visible_to, schedule_scope_filter
+from yilian.scheduling.models import (
+    Bed,
+    BedReservation,
+    BedStatus,
+    Booking,
+    BookingStatus,
+    ReservationStatus,
+    Schedule,
+    Slot,
+    Ward,
+)
 from yilian.scheduling.selectors import slots_with_use
 
-RESOURCES = ("ServiceRequest", "Task", "Schedule", "Slot", "Appointment")
-WRITABLE = {"ServiceRequest": ("create",), "Task": ("create", "update"), "Appointment": ("create",)}
-CONDITIONAL = ("ServiceRequest", "Task")  # conditionalCreate in the CapabilityStatement (see `_conditional`)
+RESOURCES = ("ServiceRequest", "Task", "Schedule", "Slot", "Appointment", "Location")
+WRITABLE = {"ServiceRequest": ("create",), "Task": ("create", "update"), "Appointment": ("create", "update")}
+# conditionalCreate in the CapabilityStatement (see `_conditional`); for Appointment, bed reservations.
+CONDITIONAL = ("ServiceRequest", "Task", "Appointment")
 CERTIFICATE_SYSTEM = "urn:yilian:practitioner-certificate"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 DIRECTION_SYSTEM = "urn:yilian:referral-direction"
@@ -95,6 +126,25 @@ DOCUMENTATION = {
         "同一内容重发返回已建的随访任务（200 + Location，不作任何改动），同一标识用于不同内容（转诊单、责任医生、日期、内容、"
         "执行人）答 409。" + CONDITIONAL_CREATE
     ),
+    "Appointment": (
+        "号源预约（slot 为 Slot/<id>，create 或 $book）与床位预留。床位预留：serviceCategory 为 "
+        "urn:yilian:appointment-kind|bed-reservation，participant 中有床位 Location/<id>（physicalType bd）、患者、"
+        "床位所在机构（Organization）与预留的执业人员；start 为预留时间，end 为到期时间（到期未入住自动释放）；"
+        "status booked（预留中）、fulfilled（已入住）、cancelled（已释放）、noshow（已过期）；extension "
+        "urn:yilian:fhir:reserving-organization 为预留机构。create：Practitioner 参与者为本机构在职临床人员，"
+        "床位须在本医联体内且空闲（停用 422，已占用或预留 409），end 可省（24 小时），最多 72 小时；不可同时指明 slot，"
+        "basedOn 转诊单暂不支持（转诊的床位在转诊页面或 /api/v1 安排）。identifier 中发送方自己的标识在本机构内唯一："
+        "同一内容重发返回已建的预留（200 + Location），同一标识用于不同内容答 409。" + CONDITIONAL_CREATE + "update：PUT "
+        "status cancelled 释放床位（执行人为 Practitioner 参与者，预留机构或床位所在机构），已释放的再发不作改动；"
+        "号源预约暂不支持 update。查询：service-category=bed-reservation、location（床位）或 actor=Location/<id> 查床位预留，"
+        "actor=Organization/<id> 为床位所在机构（接收机构）；否则查号源预约。预留床位使床位所在机构获得该患者的预约授权"
+        "（到期或释放时收回），与页面和 /api/v1 相同。"
+    ),
+    "Location": (
+        "床位（physicalType bd，partOf 为病区）与病区（physicalType wa），只读。床位 operationalStatus："
+        "v2-0116 U 空闲、O 占用、C 停用，urn:yilian:bed-status|reserved 预留。查询默认为床位，physical-type=wa 查病区；"
+        "范围为本机构所在医联体的成员单位。"
+    ),
 }
 
 SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
@@ -121,7 +171,24 @@ SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
     },
     "Schedule": {"_id": "token", "actor": "reference", "active": "token"},
     "Slot": {"_id": "token", "schedule": "reference", "start": "date", "status": "token"},
-    "Appointment": {"_id": "token", "patient": "reference", "status": "token", "date": "date", "based-on": "reference"},
+    "Appointment": {
+        "_id": "token",
+        "identifier": "token",
+        "patient": "reference",
+        "status": "token",
+        "date": "date",
+        "based-on": "reference",
+        "actor": "reference",
+        "location": "reference",
+        "service-category": "token",
+    },
+    "Location": {
+        "_id": "token",
+        "organization": "reference",
+        "partof": "reference",
+        "physical-type": "token",
+        "operational-status": "token",
+    },
 }
 
 
@@ -389,6 +456,109 @@ def appointment_json(booking: Booking) -> dict[str, Any]:
     return _drop_empty(body)
 
 
+# Bed reservations (床位预留) are Appointments too: R4 has no resource of their own, and an Appointment
+# is "the reservation of … locations … for a designated period of time". The bed is a participant
+# Location (physicalType bd), the period runs from the reservation to its expiry. Encounter.location
+# with status `reserved` was the other candidate, but Encounter here is the shared record's visit,
+# written by member systems, and a reservation is not a visit.
+APPOINTMENT_KIND_SYSTEM = "urn:yilian:appointment-kind"
+BED_RESERVATION = "bed-reservation"
+BED_RESERVATION_CATEGORY = {
+    "coding": [{"system": APPOINTMENT_KIND_SYSTEM, "code": BED_RESERVATION, "display": "床位预留"}],
+    "text": "床位预留",
+}
+RESERVING_EXTENSION = "urn:yilian:fhir:reserving-organization"
+RESERVATION_STATUS = {
+    ReservationStatus.ACTIVE: "booked",
+    ReservationStatus.ADMITTED: "fulfilled",
+    ReservationStatus.RELEASED: "cancelled",
+    ReservationStatus.EXPIRED: "noshow",
+}
+PHYSICAL_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+BED_STATUS_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0116"
+OUR_BED_STATUS_SYSTEM = "urn:yilian:bed-status"
+# Bed status as Location.operationalStatus: v2 table 0116 where it has a code, ours for "reserved".
+BED_OPERATIONAL_STATUS = {
+    BedStatus.FREE: (BED_STATUS_SYSTEM, "U", "Unoccupied"),
+    BedStatus.OCCUPIED: (BED_STATUS_SYSTEM, "O", "Occupied"),
+    BedStatus.CLOSED: (BED_STATUS_SYSTEM, "C", "Closed"),
+    BedStatus.RESERVED: (OUR_BED_STATUS_SYSTEM, "reserved", "Reserved"),
+}
+
+
+def _bed_ref(bed: Bed) -> dict[str, Any]:
+    return {"reference": f"Location/{bed.uuid}", "type": "Location", "display": f"{bed.ward.name} {bed.code}床"}
+
+
+def reservation_json(reservation: BedReservation) -> dict[str, Any]:
+    """A bed reservation as an R4 Appointment: the bed a participant Location, start the time it was
+    reserved, end its expiry."""
+    bed = reservation.bed
+    participants = [
+        {"actor": _patient_ref(reservation.patient), "status": "accepted"},
+        {"actor": _bed_ref(bed), "status": "accepted"},
+        {"actor": _organization(bed.ward.institution), "status": "accepted"},
+    ]
+    if reservation.reserved_by is not None:
+        participants.append({"actor": _practitioner_ref(reservation.reserved_by) or {}, "status": "accepted"})
+    body: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": str(reservation.uuid),
+        "meta": {"lastUpdated": _when(reservation.updated_at)},
+        "identifier": (
+            [_drop_empty({"system": reservation.source_system, "value": reservation.source_identifier})]
+            if reservation.source_identifier
+            else None
+        ),
+        "extension": [{"url": RESERVING_EXTENSION, "valueReference": _organization(reservation.for_institution)}],
+        "status": RESERVATION_STATUS[reservation.status],  # type: ignore[index]
+        "serviceCategory": [BED_RESERVATION_CATEGORY],
+        "description": f"{bed.ward.institution.name} {bed.ward.name} {bed.code}床",
+        "start": _when(reservation.created_at),
+        "end": _when(reservation.expires_at),
+        "created": _when(reservation.created_at),
+        "participant": participants,
+        "comment": reservation.note,
+    }
+    referral = next(iter(reservation.referrals.all()), None)
+    if referral is not None:
+        body["basedOn"] = [{"reference": f"ServiceRequest/{referral.uuid}"}]
+    return _drop_empty(body)
+
+
+def bed_location_json(bed: Bed) -> dict[str, Any]:
+    """A bed as an R4 Location (physicalType bd), part of its ward's Location."""
+    system, code, display = BED_OPERATIONAL_STATUS[bed.status]  # type: ignore[index]
+    return {
+        "resourceType": "Location",
+        "id": str(bed.uuid),
+        "status": "active" if bed.ward.is_active else "inactive",
+        "operationalStatus": {"system": system, "code": code, "display": display},
+        "name": f"{bed.ward.name} {bed.code}床",
+        "mode": "instance",
+        "physicalType": {"coding": [{"system": PHYSICAL_TYPE_SYSTEM, "code": "bd", "display": "Bed"}]},
+        "managingOrganization": _organization(bed.ward.institution),
+        "partOf": {"reference": f"Location/{bed.ward.uuid}", "display": bed.ward.name},
+    }
+
+
+def ward_location_json(ward: Ward) -> dict[str, Any]:
+    """A ward (病区) as an R4 Location (physicalType wa)."""
+    body: dict[str, Any] = {
+        "resourceType": "Location",
+        "id": str(ward.uuid),
+        "identifier": [{"system": f"urn:yilian:ward:{ward.institution.uuid}", "value": ward.code}],
+        "status": "active" if ward.is_active else "inactive",
+        "name": ward.name,
+        "mode": "instance",
+        "physicalType": {"coding": [{"system": PHYSICAL_TYPE_SYSTEM, "code": "wa", "display": "Ward"}]},
+        "managingOrganization": _organization(ward.institution),
+    }
+    if ward.department is not None:
+        body["description"] = ward.department.name
+    return body
+
+
 # --- scope ---------------------------------------------------------------------------------------------
 
 REFERRAL_RELATED = (
@@ -401,6 +571,7 @@ REFERRAL_RELATED = (
     "booking",
 )
 BOOKING_RELATED = ("slot__schedule__institution", "patient", "booked_by", "for_institution")
+RESERVATION_RELATED = ("bed__ward__institution", "patient", "reserved_by", "for_institution")
 
 
 def _referrals(actor: Actor) -> QuerySet[Referral]:
@@ -440,6 +611,29 @@ def _bookings(actor: Actor) -> QuerySet[Booking]:
         visible = bookings_visible_to(actor)
         queryset = Booking.objects.filter(Q(pk__in=visible.values("pk")) | of_referrals)
     return queryset.select_related(*BOOKING_RELATED).prefetch_related("referrals")
+
+
+def _reservations(actor: Actor) -> QuerySet[BedReservation]:
+    """Bed reservations made by or at the actor's institution — for a session, those
+    `scheduling.access.reservations_visible_to` lets it see (the receiving side only for patients it
+    may see) — and those of the referrals it may see, as for bookings."""
+    of_referrals = Q(pk__in=_referrals(actor).filter(bed_reservation__isnull=False).values("bed_reservation_id"))
+    if actor.api_key is not None:
+        institution = actor.api_key.institution
+        queryset = BedReservation.objects.filter(
+            Q(for_institution=institution) | Q(bed__ward__institution=institution) | of_referrals
+        )
+    else:
+        queryset = BedReservation.objects.filter(Q(pk__in=reservations_visible_to(actor).values("pk")) | of_referrals)
+    return queryset.select_related(*RESERVATION_RELATED).prefetch_related("referrals")
+
+
+def _beds(actor: Actor) -> QuerySet[Bed]:
+    return Bed.objects.filter(schedule_scope_filter(actor, prefix="ward__")).select_related("ward__institution")
+
+
+def _wards(actor: Actor) -> QuerySet[Ward]:
+    return Ward.objects.filter(schedule_scope_filter(actor)).select_related("institution", "department")
 
 
 def _schedules(actor: Actor) -> QuerySet[Schedule]:
@@ -487,9 +681,19 @@ def read(actor: Actor, name: str, key: str) -> dict[str, Any] | None:
     if name == "Appointment":
         booking = _bookings(actor).filter(uuid=key).first()
         if booking is None:
-            return None
+            reservation = _reservations(actor).filter(uuid=key).first()
+            if reservation is None:
+                return None
+            _log(actor, [reservation.patient], path)
+            return reservation_json(reservation)
         _log(actor, [booking.patient], path)
         return appointment_json(booking)
+    if name == "Location":
+        bed = _beds(actor).filter(uuid=key).first()
+        if bed is not None:
+            return bed_location_json(bed)
+        ward = _wards(actor).filter(uuid=key).first()
+        return ward_location_json(ward) if ward is not None else None
     if name == "Schedule":
         schedule = _schedules(actor).filter(uuid=key).first()
         return schedule_json(schedule) if schedule is not None else None
@@ -634,6 +838,67 @@ def _search_follow_ups(actor: Actor, query: QueryDict) -> QuerySet[FollowUpTask]
     return tasks.order_by("due_date", "id")
 
 
+def _reservation_search(query: QueryDict) -> bool:
+    """An Appointment search over bed reservations: `service-category=bed-reservation`, a
+    `location`, or an `actor` that is a Location. Without them it is over slot bookings."""
+    categories = [code.rpartition("|")[2] for value in query.getlist("service-category") for code in value.split(",")]
+    actors = [part for value in query.getlist("actor") for part in value.split(",")]
+    return BED_RESERVATION in categories or bool(query.get("location")) or any(a.startswith("Location/") for a in actors)
+
+
+def _search_reservations(actor: Actor, query: QueryDict) -> QuerySet[BedReservation]:
+    reservations = _reservations(actor)
+    if value := query.get("_id"):
+        reservations = reservations.filter(uuid__in=_ids(value))
+    if value := query.get("identifier"):
+        reservations = reservations.filter(_source_filter(value))
+    if value := query.get("patient"):
+        reservations = reservations.filter(patient__uuid__in=_patient_ids(actor, value))
+    if value := query.get("status"):
+        statuses = [s for s, code in RESERVATION_STATUS.items() if code in value.split(",")]
+        reservations = reservations.filter(status__in=statuses)
+    for value in query.getlist("date"):
+        reservations = reservations.filter(_date_filter("created_at", value))
+    if value := query.get("based-on"):
+        reservations = reservations.filter(referrals__uuid__in=_ids(value, "ServiceRequest/"))
+    if value := query.get("actor"):
+        # The receiving institution (the bed's), the practitioner who reserved, or the bed.
+        term = _reference_filter(value, organization="bed__ward__institution", practitioner="reserved_by")
+        term |= Q(bed__uuid__in=_ids(",".join(p for p in value.split(",") if p.startswith("Location/")), "Location/"))
+        reservations = reservations.filter(term)
+    if value := query.get("location"):
+        reservations = reservations.filter(bed__uuid__in=_ids(value, "Location/"))
+    return reservations.order_by("-created_at", "-id")
+
+
+def _search_locations(actor: Actor, query: QueryDict) -> tuple[QuerySet[Any], Callable[[Any], dict[str, Any]]]:
+    """Beds (the default) or, with `physical-type=wa`, wards of the consortia the actor sees."""
+    kinds = {code.rpartition("|")[2] for value in query.getlist("physical-type") for code in value.split(",")}
+    if kinds and not kinds & {"bd", "wa"}:
+        return Bed.objects.none(), bed_location_json
+    organization = query.get("organization")
+    if kinds == {"wa"}:
+        wards = _wards(actor)
+        if value := query.get("_id"):
+            wards = wards.filter(uuid__in=_ids(value))
+        if organization:
+            wards = wards.filter(institution__uuid__in=_ids(organization, "Organization/"))
+        if query.get("partof") or query.get("operational-status"):
+            wards = wards.none()  # a ward is part of nothing here and has no bed status
+        return wards.order_by("institution__name", "code"), ward_location_json
+    beds = _beds(actor)
+    if value := query.get("_id"):
+        beds = beds.filter(uuid__in=_ids(value))
+    if organization:
+        beds = beds.filter(ward__institution__uuid__in=_ids(organization, "Organization/"))
+    if value := query.get("partof"):
+        beds = beds.filter(ward__uuid__in=_ids(value, "Location/"))
+    if value := query.get("operational-status"):
+        wanted = {code.rpartition("|")[2] for code in value.split(",")}
+        beds = beds.filter(status__in=[s for s, (_system, code, _d) in BED_OPERATIONAL_STATUS.items() if code in wanted])
+    return beds.order_by("ward__institution__name", "ward__code", "code"), bed_location_json
+
+
 def _int(query: QueryDict, name: str, default: int, high: int) -> int:
     raw = query.get(name, str(default))
     if not raw.isdigit() or not 1 <= int(raw) <= high:
@@ -658,10 +923,15 @@ def search(actor: Actor, name: str, query: QueryDict, *, base: str) -> dict[str,
         queryset = _search_referrals(actor, name, query)
         serialize = service_request_json if name == "ServiceRequest" else task_json
         patients = lambda row: row.patient  # noqa: E731
+    elif name == "Appointment" and _reservation_search(query):
+        queryset = _search_reservations(actor, query)
+        serialize, patients = reservation_json, lambda row: row.patient
     elif name == "Appointment":
         queryset = _bookings(actor)
         if value := query.get("_id"):
             queryset = queryset.filter(uuid__in=_ids(value))
+        if query.get("identifier") or query.get("service-category"):
+            queryset = queryset.none()  # a booking carries neither (bed reservations do)
         if value := query.get("patient"):
             queryset = queryset.filter(patient__uuid__in=_patient_ids(actor, value))
         if value := query.get("status"):
@@ -671,8 +941,14 @@ def search(actor: Actor, name: str, query: QueryDict, *, base: str) -> dict[str,
             queryset = queryset.filter(_date_filter("slot__start", value))
         if value := query.get("based-on"):
             queryset = queryset.filter(referrals__uuid__in=_ids(value, "ServiceRequest/"))
+        if value := query.get("actor"):
+            queryset = queryset.filter(
+                _reference_filter(value, organization="slot__schedule__institution", practitioner="booked_by")
+            )
         queryset = queryset.order_by("-created_at", "-id")
         serialize, patients = appointment_json, lambda row: row.patient
+    elif name == "Location":
+        queryset, serialize = _search_locations(actor, query)
     elif name == "Schedule":
         queryset = _schedules(actor)
         if value := query.get("_id"):
@@ -1205,16 +1481,9 @@ def appointment_book(key_actor: Actor, resource: Any, if_none_exist: str = "") -
     if resource.get("status") not in ("booked", "proposed", "pending"):
         raise WorkflowError(422, "invalid", _("新建预约的 status 应为 booked。"), "Appointment.status")
     participants = [p for p in resource.get("participant") or [] if isinstance(p, dict)]
-    practitioner = next(
-        (
-            p.get("actor")
-            for p in participants
-            if str((p.get("actor") or {}).get("reference", "")).startswith("Practitioner/")
-            or ((p.get("actor") or {}).get("identifier") or {}).get("system") == CERTIFICATE_SYSTEM
-        ),
-        None,
-    )
-    actor = acting_practitioner(key_actor, practitioner, "Appointment.participant")
+    if any(_participant_reference(p).startswith("Location/") for p in participants):
+        return _bed_reserve(key_actor, resource, participants, if_none_exist)
+    actor = acting_practitioner(key_actor, _practitioner_participant(participants), "Appointment.participant")
     _not_conditional(if_none_exist, _("号源预约"))
     slots = [str(s.get("reference") or "") for s in resource.get("slot") or []]
     if len(slots) != 1 or not slots[0].startswith("Slot/") or not _is_uuid(slots[0][5:]):
@@ -1250,6 +1519,111 @@ def appointment_book(key_actor: Actor, resource: Any, if_none_exist: str = "") -
     return Written(appointment_json(found), True, f"Appointment/{found.uuid}")
 
 
+def _participant_reference(participant: dict[str, Any]) -> str:
+    return str((participant.get("actor") or {}).get("reference") or "")
+
+
+def _practitioner_participant(participants: list[dict[str, Any]]) -> Any:
+    """The actor of the Practitioner participant (by reference or 执业证书编码), None when there is none."""
+    return next(
+        (
+            p.get("actor")
+            for p in participants
+            if _participant_reference(p).startswith("Practitioner/")
+            or ((p.get("actor") or {}).get("identifier") or {}).get("system") == CERTIFICATE_SYSTEM
+        ),
+        None,
+    )
+
+
+def _instant(value: Any, where: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise WorkflowError(422, "invalid", _("时间格式应为 YYYY-MM-DDThh:mm:ss+zz:zz。"), where) from None
+    return parsed if parsed.tzinfo is not None else timezone.make_aware(parsed)
+
+
+def _bed_reserve(key_actor: Actor, resource: dict[str, Any], participants: list[dict[str, Any]], if_none_exist: str) -> Written:
+    """Reserve a bed (`POST /fhir/Appointment` with a participant `Location/<bed id>`): the
+    Practitioner participant of the key's institution reserves it for the Patient participant
+    through `scheduling.services.bed_reserve` — the bed looked up in the actor's consortia, the
+    patient through the patient gatekeeper, as `/api/v1/scheduling/bed-reservations` does — until
+    `end` (else 24 hours). With the sender's identifier a resend is safe (`bed_reserve_once`)."""
+    source = _source_identifier(resource, "Appointment")
+    conditional = _conditional(if_none_exist, source, "Appointment")
+    actor = acting_practitioner(key_actor, _practitioner_participant(participants), "Appointment.participant")
+    if resource.get("slot"):
+        message = _("预留床位的 Appointment 不能同时指明号源（slot）。")
+        raise WorkflowError(422, "invalid", message, "Appointment.slot")
+    if resource.get("basedOn"):
+        message = _("转诊单的床位请在接收转诊时安排（转诊页面或 /api/v1），此处不支持 basedOn。")
+        raise WorkflowError(422, "not-supported", message, "Appointment.basedOn")
+    beds = [(index, p) for index, p in enumerate(participants) if _participant_reference(p).startswith("Location/")]
+    if len(beds) != 1:
+        raise WorkflowError(422, "invalid", _("须指明一张床位（participant: Location/<床位标识>）。"), "Appointment.participant")
+    index, participant = beds[0]
+    key = _participant_reference(participant).removeprefix("Location/")
+    bed = _beds(actor).filter(uuid=key).first() if _is_uuid(key) else None
+    if bed is None:
+        raise WorkflowError(422, "not-found", _("未找到该床位（须为本医联体内的床位）。"), f"Appointment.participant[{index}]")
+    patient_ref = next((p.get("actor") for p in participants if _participant_reference(p).startswith("Patient/")), None)
+    patient = _patient(actor, key_actor, patient_ref, "Appointment.participant")
+    until = _instant(resource.get("end"), "Appointment.end")
+    note = str(resource.get("comment") or "")
+    if source is None:
+        reservation = _translate(
+            lambda: scheduling.bed_reserve(actor=actor, bed=bed, patient=patient, expires_at=until, note=note)
+        )
+        created = True
+    else:
+        reservation, created = _translate(
+            lambda: scheduling.bed_reserve_once(
+                actor=actor,
+                bed=bed,
+                patient=patient,
+                source_system=source[0],
+                source_identifier=source[1],
+                expires_at=until,
+                note=note,
+                conditional=conditional,
+            )
+        )
+    found = _reservations(actor).get(pk=reservation.pk)
+    _log(actor, [found.patient], "/fhir/Appointment")
+    return Written(reservation_json(found), created, f"Appointment/{found.uuid}")
+
+
+def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist: str = "") -> Written:
+    """`PUT /fhir/Appointment/<id>` of a bed reservation with status cancelled: the Practitioner
+    participant (of the reserving or the receiving institution) releases the bed through
+    `scheduling.services.bed_release`, which revokes the receiving institution's grant. The state
+    it is already in again changes nothing (a safe retry). Slot bookings are not updated here."""
+    resource = _check(resource, "Appointment")
+    if resource.get("id") != key:
+        raise WorkflowError(400, "invalid", _("请求体的 id 与地址中的 id 不一致。"), "Appointment.id")
+    _not_conditional(if_none_exist, _("预约的更新"))
+    participants = [p for p in resource.get("participant") or [] if isinstance(p, dict)]
+    actor = acting_practitioner(key_actor, _practitioner_participant(participants), "Appointment.participant")
+    try:
+        reservation = access_reservation(actor, key)
+    except Http404:
+        if _bookings(actor).filter(uuid=key).exists() if _is_uuid(key) else False:
+            raise WorkflowError(405, "not-supported", _("号源预约暂不支持经 FHIR 更新。"), "Appointment.id") from None
+        raise WorkflowError(404, "not-found", _("未找到该床位预留，或您无权访问。"), "Appointment.id") from None
+    status = str(resource.get("status") or "")
+    if RESERVATION_STATUS[reservation.status] != status:  # type: ignore[index]
+        if status != "cancelled":
+            message = _("床位预留可提交的状态：cancelled（释放床位）。")
+            raise WorkflowError(422, "business-rule", message, "Appointment.status")
+        _translate(lambda: scheduling.bed_release(actor=actor, reservation=reservation))
+    found = _reservations(actor).get(pk=reservation.pk)
+    _log(actor, [found.patient], "/fhir/Appointment")
+    return Written(reservation_json(found), False)
+
+
 def _book(actor: Actor, slot: Slot, patient: Patient, pools: list[str], note: str) -> Booking:
     """Book from the first pool of `pools` that has a unit for the actor's institution."""
 
@@ -1276,6 +1650,6 @@ def require_view(actor: Actor, name: str) -> None:
     anyway); schedules and slots with STRUCTURE_VIEW. Keys read as the docstring says."""
     if actor.api_key is not None:
         return
-    needed = Permission.STRUCTURE_VIEW if name in ("Schedule", "Slot") else Permission.PATIENT_VIEW
+    needed = Permission.STRUCTURE_VIEW if name in ("Schedule", "Slot", "Location") else Permission.PATIENT_VIEW
     if not actor.can(needed):
         raise WorkflowError(403, "forbidden", _("您当前的角色无权执行此操作。"))

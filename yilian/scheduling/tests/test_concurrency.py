@@ -16,7 +16,7 @@ from django.test import Client
 
 from yilian.patients.models import Patient
 from yilian.scheduling.models import Bed, BedReservation, BedStatus, Booking, BookingStatus, Slot, SlotPool
-from yilian.scheduling.services import bed_reserve, quota_release, slot_book, slots_generate
+from yilian.scheduling.services import bed_reserve, bed_reserve_once, quota_release, slot_book, slots_generate
 from yilian.scheduling.testing import actor_for, bed, general_pool, make_clinic, make_ward, next_weekday
 from yilian.testing.world import build_world
 
@@ -154,3 +154,57 @@ def test_http_clients_racing_for_the_last_unit_get_one_201_and_409s_or_422s_neve
 
     assert sorted(statuses) == [201] + [409] * (CLIENTS - 1), (statuses, outcomes)
     assert general_pool(slot).booked == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_reservation_sent_at_once_by_many_clients_makes_one():
+    """A member HIS resending its bed reservation (same identifier) while the first send is still
+    running: one reservation, every send answered with it, none refused."""
+    world = build_world()
+    target = bed(make_ward(world, beds=1), "01")
+    township = actor_for(world, "township_clinician")
+    created: list[bool] = []
+    made: set[int] = set()
+
+    def send(_i: int) -> None:
+        reservation, new = bed_reserve_once(
+            actor=township,
+            bed=target,
+            patient=world.patients["at_b"],
+            source_system="urn:oid:his-b.bed",
+            source_identifier="CW-0001",
+        )
+        created.append(new)
+        made.add(reservation.pk)
+
+    outcomes = _race(send)
+
+    assert outcomes == ["won"] * CLIENTS, outcomes
+    assert sorted(created) == [False] * (CLIENTS - 1) + [True]
+    assert made == {BedReservation.objects.get().pk}
+    assert Bed.objects.get(pk=target.pk).status == BedStatus.RESERVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_reservation_identifier_sent_at_once_for_two_beds_reserves_one():
+    """The same identifier on two different reservations racing: one is made; the sends of the
+    other are refused as a conflict and leave its bed free."""
+    world = build_world()
+    ward = make_ward(world, beds=2)
+    beds = [bed(ward, "01"), bed(ward, "02")]
+    township = actor_for(world, "township_clinician")
+
+    outcomes = _race(
+        lambda i: bed_reserve_once(
+            actor=township,
+            bed=beds[i % 2],
+            patient=world.patients["at_b"],
+            source_system="urn:oid:his-b.bed",
+            source_identifier="CW-0001",
+        )
+    )
+
+    assert sorted(outcomes) == ["refused"] * (CLIENTS // 2) + ["won"] * (CLIENTS // 2), outcomes
+    reservation = BedReservation.objects.get()
+    other = next(b for b in beds if b.pk != reservation.bed_id)
+    assert Bed.objects.get(pk=other.pk).status == BedStatus.FREE
