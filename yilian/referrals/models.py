@@ -302,11 +302,29 @@ class FollowUpTask(PublicModel):
     done_at = models.DateTimeField("完成时间", null=True, blank=True)
     result = models.CharField("随访结果", max_length=500, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name="创建人")
+    # The sending system's own identifier of the task (FHIR Task.identifier), unique per institution
+    # that sent it, so a member HIS that sends the same follow-up Task again gets the same task back.
+    source_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="发送方机构"
+    )
+    source_system = models.CharField("发送方标识系统", max_length=200, blank=True)
+    source_identifier = models.CharField("发送方随访任务标识", max_length=64, blank=True)
 
     class Meta:
         verbose_name = "随访任务"
         verbose_name_plural = "随访任务"
         ordering = ["due_date", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_institution", "source_system", "source_identifier"],
+                condition=~Q(source_identifier=""),
+                name="one_follow_up_per_source_identifier",
+            ),
+            models.CheckConstraint(
+                condition=Q(source_identifier="") | Q(source_institution__isnull=False),
+                name="follow_up_source_identifier_has_institution",
+            ),
+        ]
         indexes = [
             models.Index(fields=["responsible", "status", "due_date"]),
             models.Index(fields=["institution", "status", "due_date"]),

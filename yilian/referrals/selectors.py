@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Count, F, FilteredRelation, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -19,7 +19,7 @@ from yilian.organizations.models import ConsortiumMembership, Department, Instit
 from yilian.referrals.access import clinical_institution, follow_up_scope_filter, holding_institution_ids, referrals_visible_to
 from yilian.referrals.models import OPEN_STATUSES, Direction, FollowUpStatus, FollowUpTask, Referral, ReferralStatus, Urgency
 from yilian.referrals.services import TIERS, direction_error, tier
-from yilian.scheduling.models import Bed, BedStatus, QuotaKind, Schedule, SlotPool, Ward
+from yilian.scheduling.models import Bed, BedStatus, QuotaKind, SlotPool
 
 # What the API's list serialises (both sides' institutions and departments, the booking).
 LIST_RELATED = (
@@ -90,65 +90,6 @@ def overdue_and_escalated(queryset: QuerySet[Referral]) -> tuple[int, int]:
         overdue=Count("pk", filter=Q(accept_by__lt=timezone.now())), escalated=Count("pk", filter=Q(escalated_at__isnull=False))
     )
     return totals["overdue"], totals["escalated"]
-
-
-@dataclass
-class PoolUse:
-    """One schedule's slot units and bookings over a window (the coordinator's board)."""
-
-    schedule: Schedule
-    capacity_total: int = 0
-    booked_total: int = 0
-    reserved_capacity: int = 0
-    reserved_booked: int = 0
-
-
-def pool_use(institution: Institution, *, date_from: dt.datetime, date_to: dt.datetime, limit: int = 30) -> list[PoolUse]:
-    """The active schedules of `institution` with their open slots' units and bookings in
-    [date_from, date_to), all of them and those of reserved quotas (号源下沉): one grouped query,
-    whatever the number of schedules or slots."""
-    upcoming = FilteredRelation(
-        "slots", condition=Q(slots__start__gte=date_from, slots__start__lt=date_to, slots__is_closed=False)
-    )
-    reserved = Q(upcoming__pools__quota__isnull=False)
-    schedules = (
-        Schedule.objects.filter(institution=institution, is_active=True)
-        .select_related("department")
-        .annotate(
-            upcoming=upcoming,
-            capacity_total=Sum("upcoming__pools__capacity", default=0),
-            booked_total=Sum("upcoming__pools__booked", default=0),
-            reserved_capacity=Sum("upcoming__pools__capacity", filter=reserved, default=0),
-            reserved_booked=Sum("upcoming__pools__booked", filter=reserved, default=0),
-        )
-        .order_by("kind", "name")[:limit]
-    )
-    return [
-        PoolUse(s, s.capacity_total, s.booked_total, s.reserved_capacity, s.reserved_booked)  # type: ignore[attr-defined]
-        for s in schedules
-    ]
-
-
-@dataclass
-class WardUse:
-    """One ward's beds counted per status (the coordinator's board)."""
-
-    ward: Ward
-    counts: dict[str, int]
-
-    @property
-    def occupancy_percent(self) -> int:
-        usable = sum(self.counts.values()) - self.counts.get(BedStatus.CLOSED, 0)
-        taken = self.counts.get(BedStatus.OCCUPIED, 0) + self.counts.get(BedStatus.RESERVED, 0)
-        return round(100 * taken / usable) if usable else 0
-
-
-def bed_use(institution: Institution) -> list[WardUse]:
-    """The active wards of `institution` with their beds counted per status: one grouped query,
-    and no bed row loaded (a county hospital has about a thousand)."""
-    per_status = {status: Count("beds", filter=Q(beds__status=status)) for status in BedStatus.values}
-    wards = Ward.objects.filter(institution=institution, is_active=True).annotate(**per_status).order_by("code")
-    return [WardUse(ward, {s: getattr(ward, s) for s in BedStatus.values if getattr(ward, s)}) for ward in wards]
 
 
 def follow_ups_for(actor: Actor, *, status: str = FollowUpStatus.OPEN) -> QuerySet[FollowUpTask]:

@@ -408,12 +408,16 @@ def _submission_differences(referral: Referral, actor: Actor, fields: dict[str, 
     return differences
 
 
-def referral_submit_once(*, actor: Actor, source_system: str, source_identifier: str, **fields: Any) -> tuple[Referral, bool]:
+def referral_submit_once(
+    *, actor: Actor, source_system: str, source_identifier: str, conditional: bool = False, **fields: Any
+) -> tuple[Referral, bool]:
     """`referral_submit` for a member system that names its own identifier of the order
     (FHIR ServiceRequest.identifier): sending the same submission again returns the referral it
     made, unchanged (created False); the identifier on a different submission (another patient,
     destination, reason… or another practitioner) is a conflict. Identifiers are per sending
-    institution; the database's unique constraint settles two sends that race."""
+    institution; the database's unique constraint settles two sends that race. `conditional`
+    (FHIR If-None-Exist) returns the referral the identifier names whatever the content, as a
+    conditional create does."""
     if actor.institution is None or not source_identifier.strip():
         raise ValidationError({"source_identifier": _("请填写%(label)s。") % {"label": _("发送方转诊单标识")}})
     source_system, source_identifier = source_system.strip(), source_identifier.strip()
@@ -429,7 +433,7 @@ def referral_submit_once(*, actor: Actor, source_system: str, source_identifier:
                 raise
         else:
             return referral, True
-    differences = _submission_differences(existing, actor, fields)
+    differences = [] if conditional else _submission_differences(existing, actor, fields)
     if differences:
         raise ValidationError(
             _("发送方转诊单标识 %(identifier)s 已用于转诊单 %(number)s，本次内容不同（%(fields)s）；新的转诊请使用新的标识。")
@@ -487,11 +491,14 @@ def _give_back_booking(referral: Referral, reason: str) -> None:
 
 @dataclass(frozen=True)
 class FollowUpSpec:
-    """One follow-up task to create: who, when, what to check."""
+    """One follow-up task to create: who, when, what to check; and the sending system's own
+    identifier of it, when a member HIS names one (see `follow_up_add_once`)."""
 
     responsible: User
     due_date: dt.date
     what_to_check: str
+    source_system: str = ""
+    source_identifier: str = ""
 
 
 def _book(
@@ -806,6 +813,10 @@ def referral_complete(*, actor: Actor, referral: Referral, result_summary: str) 
 
 def _follow_up_create(actor: Actor, referral: Referral, spec: FollowUpSpec) -> FollowUpTask:
     what = _text(spec.what_to_check, "what_to_check", 300, required=True, label=_("随访内容"))
+    source_system = _text(spec.source_system, "source_system", 200, label=_("发送方标识系统"))
+    source_identifier = _text(spec.source_identifier, "source_identifier", 64, label=_("发送方随访任务标识"))
+    if source_system and not source_identifier:
+        raise ValidationError({"source_identifier": _("请填写%(label)s。") % {"label": _("发送方随访任务标识")}})
     if spec.due_date < timezone.localdate():
         raise ValidationError({"due_date": _("随访日期不能早于今天。")})
     institution = referral.destination_institution
@@ -816,17 +827,32 @@ def _follow_up_create(actor: Actor, referral: Referral, spec: FollowUpSpec) -> F
     )
     if not works_here.exists():
         raise ValidationError({"responsible": _("责任医生须为接收机构（或其村卫生室）的医生。")})
-    task = save_validated(
-        FollowUpTask(
-            referral=referral,
-            patient=referral.patient,
-            institution=institution,
-            responsible=spec.responsible,
-            due_date=spec.due_date,
-            what_to_check=what,
-            created_by=actor.user,
+    source_institution = actor.institution if source_identifier else None
+    try:
+        # The identifier's uniqueness is left to the database (one query fewer, and the only
+        # answer that holds when two sends race).
+        task = save_validated(
+            FollowUpTask(
+                referral=referral,
+                patient=referral.patient,
+                institution=institution,
+                responsible=spec.responsible,
+                due_date=spec.due_date,
+                what_to_check=what,
+                created_by=actor.user,
+                source_institution=source_institution,
+                source_system=source_system,
+                source_identifier=source_identifier,
+            ),
+            exclude=["source_institution"],
         )
-    )
+    except ValidationError as exc:
+        if source_institution is None or _follow_up_by_source(source_institution, source_system, source_identifier) is None:
+            raise
+        raise ValidationError(
+            _("发送方随访任务标识 %(identifier)s 已被使用。") % {"identifier": _joined(source_system, source_identifier)},
+            code="conflict",
+        ) from exc
     _event(referral, ReferralEvent.Kind.FOLLOW_UP, actor, f"{spec.due_date:%Y-%m-%d} {what}")
     notification_send(
         recipients=[spec.responsible],
@@ -846,6 +872,76 @@ def follow_up_add(*, actor: Actor, referral: Referral, spec: FollowUpSpec) -> Fo
         if locked.follow_ups.count() >= MAX_FOLLOW_UPS:
             raise ValidationError(_("随访任务最多 %(max)d 项。") % {"max": MAX_FOLLOW_UPS})
         return _follow_up_create(actor, locked, spec)
+
+
+def _joined(system: str, identifier: str) -> str:
+    return f"{system}|{identifier}" if system else identifier
+
+
+def _follow_up_by_source(institution: Institution, system: str, identifier: str) -> FollowUpTask | None:
+    return (
+        FollowUpTask.objects.select_related("referral")
+        .filter(source_institution=institution, source_system=system, source_identifier=identifier)
+        .first()
+    )
+
+
+def _follow_up_differences(task: FollowUpTask, actor: Actor, referral: Referral, spec: FollowUpSpec) -> list[str]:
+    """The fields in which a resent follow-up task differs from the task its identifier names (labels)."""
+    wanted: dict[str, Any] = {
+        "referral": referral.pk,
+        "responsible": spec.responsible.pk,
+        "due_date": spec.due_date,
+        "what_to_check": (spec.what_to_check or "").strip(),
+        "created_by": actor.user.pk if actor.user is not None else None,
+    }
+    current: dict[str, Any] = {
+        "referral": task.referral_id,
+        "responsible": task.responsible_id,
+        "due_date": task.due_date,
+        "what_to_check": task.what_to_check,
+        "created_by": task.created_by_id,
+    }
+    fields = [FollowUpTask._meta.get_field(name) for name in wanted if wanted[name] != current[name]]
+    return [str(getattr(field, "verbose_name", field.name)) for field in fields]
+
+
+def follow_up_add_once(
+    *, actor: Actor, referral: Referral, spec: FollowUpSpec, conditional: bool = False
+) -> tuple[FollowUpTask, bool]:
+    """`follow_up_add` for a member system that names its own identifier of the task (FHIR
+    Task.identifier, in `spec`): sending the same task again returns the task it made, unchanged
+    (created False), whatever has happened to it or to the referral since; the identifier on a
+    different task (another referral, doctor, date, content, or practitioner) is a conflict.
+    Identifiers are per sending institution (the acting one); the database's unique constraint
+    settles two sends that race. `conditional` (FHIR If-None-Exist) returns the task the identifier
+    names whatever the content, as a conditional create does."""
+    _require_receiver(actor, referral)
+    institution = actor.institution
+    system, identifier = (spec.source_system or "").strip(), (spec.source_identifier or "").strip()
+    if institution is None or not identifier:
+        raise ValidationError({"source_identifier": _("请填写%(label)s。") % {"label": _("发送方随访任务标识")}})
+    existing = _follow_up_by_source(institution, system, identifier)
+    if existing is None:
+        try:
+            return follow_up_add(actor=actor, referral=referral, spec=spec), True
+        except ValidationError as exc:
+            if getattr(exc, "code", None) != "conflict":
+                raise
+            existing = _follow_up_by_source(institution, system, identifier)
+            if existing is None:
+                raise
+    differences = [] if conditional else _follow_up_differences(existing, actor, referral, spec)
+    if differences:
+        raise ValidationError(
+            _(
+                "发送方随访任务标识 %(identifier)s 已用于转诊单 %(number)s 的随访任务，本次内容不同（%(fields)s）；"
+                "新的随访任务请使用新的标识。"
+            )
+            % {"identifier": _joined(system, identifier), "number": existing.referral.number, "fields": "、".join(differences)},
+            code="conflict",
+        )
+    return existing, False
 
 
 def follow_up_done(*, actor: Actor, task: FollowUpTask, result: str) -> FollowUpTask:

@@ -64,12 +64,13 @@ from yilian.referrals.models import (
     Urgency,
 )
 from yilian.referrals.pdf import referral_pdf
-from yilian.scheduling.models import Bed, BedStatus, Slot
-from yilian.scheduling.selectors import slot_search
+from yilian.scheduling.models import Bed, BedStatus, Schedule, Slot, Ward
+from yilian.scheduling.selectors import schedules_with_use, slot_search, ward_use
 from yilian.web.pagination import MAX_PAGE_SIZE, PAGE_SIZE, paginate
 
 S = ReferralStatus
 POOL_DAYS = 14
+BOARD_SCHEDULES = 30  # the board's slot-use table: at most this many schedules
 SLOT_CHOICES = 30
 BED_CHOICES = 40
 FOLLOW_UP_ROWS = 3
@@ -307,7 +308,14 @@ def board(request: HttpRequest) -> HttpResponse:
     patients_listed(actor, list({r.patient_id: r.patient for r in rows}.values()), path=request.get_full_path())
     place = actor.institution
     overdue, escalated = selectors.overdue_and_escalated(queryset)
-    schedules = selectors.pool_use(place, date_from=now, date_to=now + dt.timedelta(days=POOL_DAYS)) if place else []
+    schedules = wards = None
+    if place is not None:
+        # The scheduling selectors (one grouped query each): the same figures as the schedule list
+        # and the ward list, for the coordinator's own institution.
+        mine = Schedule.objects.filter(institution=place, is_active=True)
+        in_window = schedules_with_use(mine, date_from=now, date_to=now + dt.timedelta(days=POOL_DAYS))
+        schedules = list(in_window.order_by("kind", "name")[:BOARD_SCHEDULES])
+        wards = ward_use(Ward.objects.filter(institution=place, is_active=True).order_by("code"))
     context = {
         "state": state,
         "tabs": [t for t in _tabs(counts) if t["key"] not in ("closed", "all")],
@@ -317,8 +325,8 @@ def board(request: HttpRequest) -> HttpResponse:
         "overdue": overdue,
         "escalated": escalated,
         "place": place,
-        "schedules": schedules,
-        "boards": selectors.bed_use(place) if place else [],
+        "schedules": schedules or [],
+        "boards": wards or [],
         "days": POOL_DAYS,
     }
     return render(request, "referrals/board.html", context)

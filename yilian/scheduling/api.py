@@ -47,7 +47,7 @@ from yilian.scheduling.models import (
     SlotPool,
     Ward,
 )
-from yilian.scheduling.selectors import slot_is_full, slot_search, ward_boards
+from yilian.scheduling.selectors import slot_is_full, slot_search, ward_use
 
 router = Router(tags=["scheduling 号源与床位"])
 
@@ -398,22 +398,22 @@ def ward_list(request: HttpRequest, query: Query[WardListQuery]) -> dict[str, An
     if query.institution:
         wards = wards.filter(institution__uuid=query.institution)
     page = paginate(wards, query)
-    boards = ward_boards(Ward.objects.filter(pk__in=[w.pk for w in page["items"]]).order_by("institution__name", "code"))
+    uses = ward_use(Ward.objects.filter(pk__in=[w.pk for w in page["items"]]).order_by("institution__name", "code"))
     page["items"] = [
         {
-            "id": board.ward.uuid,
-            "name": board.ward.name,
-            "code": board.ward.code,
-            "institution": board.ward.institution,
-            "department": board.ward.department,
-            "beds": len(board.beds),
-            "free": board.counts.get(BedStatus.FREE, 0),
-            "occupied": board.counts.get(BedStatus.OCCUPIED, 0),
-            "reserved": board.counts.get(BedStatus.RESERVED, 0),
-            "closed": board.counts.get(BedStatus.CLOSED, 0),
-            "occupancy_percent": board.occupancy_percent,
+            "id": use.ward.uuid,
+            "name": use.ward.name,
+            "code": use.ward.code,
+            "institution": use.ward.institution,
+            "department": use.ward.department,
+            "beds": use.bed_count,
+            "free": use.counts.get(BedStatus.FREE, 0),
+            "occupied": use.counts.get(BedStatus.OCCUPIED, 0),
+            "reserved": use.counts.get(BedStatus.RESERVED, 0),
+            "closed": use.counts.get(BedStatus.CLOSED, 0),
+            "occupancy_percent": use.occupancy_percent,
         }
-        for board in boards
+        for use in uses
     ]
     return page
 

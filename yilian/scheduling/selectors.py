@@ -1,11 +1,12 @@
-"""Reads of scheduling: slot search with free units per pool, pool use of schedules, the ward board."""
+"""Reads of scheduling: slot search with free units per pool, pool use of schedules, bed use of wards
+(counted, or with the beds for the ward board)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, F, FilteredRelation, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -103,43 +104,59 @@ def _reserved_for(actor: Actor) -> Q:
 
 
 def schedules_with_use(queryset: QuerySet[Schedule], *, date_from: dt.datetime, date_to: dt.datetime) -> QuerySet[Schedule]:
-    """Schedules annotated with upcoming slots, capacity and bookings in [date_from, date_to)."""
-    window = Q(slot__start__gte=date_from, slot__start__lt=date_to, slot__is_closed=False)
-
-    def summed(field: str, extra: Q | None = None) -> Coalesce:
-        pools = SlotPool.objects.filter(window, slot__schedule=OuterRef("pk"))
-        if extra is not None:
-            pools = pools.filter(extra)
-        inner = pools.order_by().values("slot__schedule").annotate(n=Sum(field)).values("n")
-        return Coalesce(Subquery(inner, output_field=IntegerField()), Value(0))
-
-    slot_count = (
-        Slot.objects.filter(schedule=OuterRef("pk"), start__gte=date_from, start__lt=date_to, is_closed=False)
-        .order_by()
-        .values("schedule")
-        .annotate(n=Count("*"))
-        .values("n")
+    """Schedules annotated with their open slots in [date_from, date_to): how many, their units and
+    bookings, all of them and those of reserved quotas (号源下沉). One grouped query over the
+    schedules, their slots in the window and those slots' pools, whatever their number (the
+    schedule list and the coordinator's board); no correlated subquery per schedule."""
+    upcoming = FilteredRelation(
+        "slots", condition=Q(slots__start__gte=date_from, slots__start__lt=date_to, slots__is_closed=False)
     )
-    return queryset.select_related("institution", "department", "practitioner__user").annotate(
-        slot_count=Coalesce(Subquery(slot_count, output_field=IntegerField()), Value(0)),
-        capacity_total=summed("capacity"),
-        booked_total=summed("booked"),
-        reserved_capacity=summed("capacity", Q(quota__isnull=False)),
-        reserved_booked=summed("booked", Q(quota__isnull=False)),
+    reserved = Q(upcoming__pools__quota__isnull=False)
+    return (
+        queryset.select_related("institution", "department", "practitioner__user")
+        .annotate(upcoming=upcoming)
+        .annotate(
+            slot_count=Count("upcoming", distinct=True),
+            capacity_total=Sum("upcoming__pools__capacity", default=0),
+            booked_total=Sum("upcoming__pools__booked", default=0),
+            reserved_capacity=Sum("upcoming__pools__capacity", filter=reserved, default=0),
+            reserved_booked=Sum("upcoming__pools__booked", filter=reserved, default=0),
+        )
     )
 
 
 @dataclass
-class WardBoard:
+class WardUse:
+    """One ward's beds counted per status (statuses without beds left out)."""
+
     ward: Ward
-    beds: list[Bed]
     counts: dict[str, int]
 
     @property
+    def bed_count(self) -> int:
+        return sum(self.counts.values())
+
+    @property
     def occupancy_percent(self) -> int:
-        usable = len(self.beds) - self.counts.get(BedStatus.CLOSED, 0)
+        """(occupied + reserved) / beds not closed."""
+        usable = self.bed_count - self.counts.get(BedStatus.CLOSED, 0)
         taken = self.counts.get(BedStatus.OCCUPIED, 0) + self.counts.get(BedStatus.RESERVED, 0)
         return round(100 * taken / usable) if usable else 0
+
+
+def ward_use(wards: QuerySet[Ward]) -> list[WardUse]:
+    """Each ward with its beds counted per status: one grouped query, and no bed row loaded (a
+    county hospital has about a thousand). The ward list of the API and the coordinator's board."""
+    per_status = {f"beds_{status}": Count("beds", filter=Q(beds__status=status)) for status in BedStatus.values}
+    rows = wards.select_related("institution", "department").annotate(**per_status)
+    return [WardUse(ward, {s: n for s in BedStatus.values if (n := getattr(ward, f"beds_{s}"))}) for ward in rows]
+
+
+@dataclass
+class WardBoard(WardUse):
+    """A ward with its beds too (the ward board page shows each bed)."""
+
+    beds: list[Bed] = field(default_factory=list)
 
 
 def ward_boards(wards: QuerySet[Ward]) -> list[WardBoard]:
@@ -152,5 +169,5 @@ def ward_boards(wards: QuerySet[Ward]) -> list[WardBoard]:
         counts: dict[str, int] = {}
         for item in beds:
             counts[item.status] = counts.get(item.status, 0) + 1
-        boards.append(WardBoard(ward, beds, counts))
+        boards.append(WardBoard(ward, counts, beds))
     return boards

@@ -100,7 +100,8 @@ def _write(request: HttpRequest, expected_type: str | None = None, expected_id: 
 
 def _workflow_write(request: HttpRequest, write: Any) -> HttpResponse:
     """A referral or booking write (workflow.py): a member system's key, acting for the
-    practitioner the resource names."""
+    practitioner the resource names. `write(actor, document, if_none_exist)`: the header of a
+    conditional create, passed on so the write can honour it or refuse it."""
     actor = _key_actor(request)
     if actor is None or actor.api_key is None:
         return _unauthenticated()
@@ -112,7 +113,7 @@ def _workflow_write(request: HttpRequest, write: Any) -> HttpResponse:
     except mapping.ParseError as exc:
         return outcome(400, "structure", exc.message)
     try:
-        written = write(actor, document)
+        written = write(actor, document, request.headers.get("If-None-Exist", ""))
     except workflow.WorkflowError as exc:
         return outcome(exc.status, exc.code, exc.message, exc.where)
     headers = {"Location": f"{request.build_absolute_uri('/fhir/')}{written.location}"} if written.location else {}
@@ -126,7 +127,9 @@ def _workflow_type(request: HttpRequest, name: str) -> HttpResponse:
         if name == "Appointment":
             return _workflow_write(request, workflow.appointment_book)
         if name == "Task":
-            return _workflow_write(request, lambda actor, document: workflow.task_update(actor, document, None))
+            return _workflow_write(
+                request, lambda actor, document, condition: workflow.task_update(actor, document, None, condition)
+            )
         return outcome(405, "not-supported", f"{name} 只读。")
     if request.method != "GET":
         return outcome(405, "not-supported", "不支持的请求方法。")
@@ -150,7 +153,9 @@ def _workflow_instance(request: HttpRequest, name: str, key: str) -> HttpRespons
     if name == "Appointment" and key == "$book" and request.method == "POST":
         return _workflow_write(request, workflow.appointment_book)
     if name == "Task" and request.method == "PUT":
-        return _workflow_write(request, lambda actor, document: workflow.task_update(actor, document, key[:64]))
+        return _workflow_write(
+            request, lambda actor, document, condition: workflow.task_update(actor, document, key[:64], condition)
+        )
     if request.method != "GET":
         return outcome(405, "not-supported", "不支持的请求方法。")
     actor = _reader(request)
@@ -253,6 +258,8 @@ def metadata(request: HttpRequest) -> HttpResponse:
         }
         if name in workflow.DOCUMENTATION:
             entry["documentation"] = workflow.DOCUMENTATION[name]
+        if name in workflow.CONDITIONAL:
+            entry["conditionalCreate"] = True
         if name == "Appointment":
             entry["operation"] = [{"name": "book", "definition": "urn:yilian:fhir:OperationDefinition/Appointment-book"}]
         resources.append(entry)

@@ -56,6 +56,7 @@ from yilian.scheduling.selectors import slots_with_use
 
 RESOURCES = ("ServiceRequest", "Task", "Schedule", "Slot", "Appointment")
 WRITABLE = {"ServiceRequest": ("create",), "Task": ("create", "update"), "Appointment": ("create",)}
+CONDITIONAL = ("ServiceRequest", "Task")  # conditionalCreate in the CapabilityStatement (see `_conditional`)
 CERTIFICATE_SYSTEM = "urn:yilian:practitioner-certificate"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 DIRECTION_SYSTEM = "urn:yilian:referral-direction"
@@ -64,17 +65,22 @@ REFERRAL_SYSTEM = "urn:yilian:referral"
 TASK_KIND_SYSTEM = "urn:yilian:task-kind"
 FOLLOW_UP_STATUS_SYSTEM = "urn:yilian:follow-up-status"
 SENDER_EXTENSION = "urn:yilian:fhir:referral-requesting-organization"
+OUR_SYSTEMS = "urn:yilian:"  # identifier systems of ours; any other is the sender's own
 MAX_COUNT = 100
 MAX_PAGE = 1000
 # Who may act for a member system: the clinical roles (they hold PATIENT_VIEW).
 ACTING_ROLES = (Role.CLINICIAN, Role.VILLAGE_DOCTOR, Role.NURSE, Role.REFERRAL_COORDINATOR)
 
 # CapabilityStatement.rest.resource.documentation (views.metadata).
+CONDITIONAL_CREATE = (
+    "条件创建：If-None-Exist 只支持 identifier=<system>|<value>，且须是资源中发送方自己的标识；已有该标识的资源则原样返回"
+    "（200 + Location，不比较内容，不作任何改动），没有则新建（201）。其他查询条件答 400（不会被忽略）。"
+)
 DOCUMENTATION = {
     "ServiceRequest": (
         "转诊单。create：ServiceRequest.requester 为本机构在职临床人员。identifier 中发送方自己的标识"
-        "（system|value，非 urn:yilian:referral）在本机构内唯一：同一内容重发返回已建的转诊单（200 + Location，不作任何改动），"
-        "同一标识用于不同内容的转诊答 409。"
+        "（system|value，system 不以 urn:yilian: 开头）在本机构内唯一：同一内容重发返回已建的转诊单"
+        "（200 + Location，不作任何改动），同一标识用于不同内容的转诊答 409。" + CONDITIONAL_CREATE
     ),
     "Task": (
         "转诊单的流程状态（id 同 ServiceRequest），以及随访任务（code urn:yilian:task-kind|follow-up，"
@@ -84,7 +90,10 @@ DOCUMENTATION = {
         "在 Task.contained 中放随访任务（Task），并以 input（type follow-up，valueReference #<内含 id>）引用，"
         "与接收在同一事务内完成，任何一项不合格则整体不变。已接收的转诊可再 create 随访任务（POST Task，partOf 转诊 Task，"
         "执行人为 Task.requester）；随访任务 update 为 completed 登记结果（执行人为 Task.owner）。读取转诊 Task 时，"
-        "其随访任务列于 output（type follow-up，valueReference Task/<id>）；按 part-of 或 code=follow-up 查询随访任务。"
+        "其随访任务列于 output（type follow-up，valueReference Task/<id>）；按 part-of 或 code=follow-up 查询随访任务"
+        "（可加 identifier）。新建随访任务时 identifier 中发送方自己的标识在本机构内唯一（内含于接收 Task 的随访任务同样）："
+        "同一内容重发返回已建的随访任务（200 + Location，不作任何改动），同一标识用于不同内容（转诊单、责任医生、日期、内容、"
+        "执行人）答 409。" + CONDITIONAL_CREATE
     ),
 }
 
@@ -101,6 +110,7 @@ SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
     },
     "Task": {
         "_id": "token",
+        "identifier": "token",
         "patient": "reference",
         "status": "token",
         "owner": "reference",
@@ -284,6 +294,9 @@ def follow_up_json(task: FollowUpTask) -> dict[str, Any]:
         "resourceType": "Task",
         "id": str(task.uuid),
         "meta": {"lastUpdated": _when(task.updated_at)},
+        "identifier": (
+            [_drop_empty({"system": task.source_system, "value": task.source_identifier})] if task.source_identifier else None
+        ),
         "basedOn": [{"reference": f"ServiceRequest/{task.referral.uuid}"}],
         "partOf": [{"reference": f"Task/{task.referral.uuid}"}],
         "status": FOLLOW_UP_STATUS[task.status],  # type: ignore[index]
@@ -551,6 +564,16 @@ def _identifier_filter(value: str) -> Q:
     return term
 
 
+def _source_filter(value: str) -> Q:
+    """`identifier=[system|]value` over the sender's own identifier (`source_system`, `source_identifier`)."""
+    term = Q(pk__in=[])
+    for part in value.split(","):
+        system, bar, key = part.rpartition("|")
+        if key:
+            term |= Q(source_system=system, source_identifier=key) if bar else Q(source_identifier=key)
+    return term
+
+
 def _search_referrals(actor: Actor, name: str, query: QueryDict) -> QuerySet[Referral]:
     referrals_qs = _referrals(actor)
     if value := query.get("_id"):
@@ -592,6 +615,8 @@ def _search_follow_ups(actor: Actor, query: QueryDict) -> QuerySet[FollowUpTask]
     tasks = _follow_ups(actor)
     if value := query.get("_id"):
         tasks = tasks.filter(uuid__in=_ids(value))
+    if value := query.get("identifier"):
+        tasks = tasks.filter(_source_filter(value))
     if value := query.get("part-of"):
         tasks = tasks.filter(referral__uuid__in=_ids(value, "Task/"))
     if value := query.get("focus"):
@@ -846,9 +871,12 @@ def _translate(call: Callable[[], Any]) -> Any:
 # --- writes: ServiceRequest (refer) ----------------------------------------------------------------------
 
 
-def service_request_create(key_actor: Actor, resource: Any) -> Written:
-    """Refer a patient: the requester practitioner of the key's institution submits the referral."""
+def service_request_create(key_actor: Actor, resource: Any, if_none_exist: str = "") -> Written:
+    """Refer a patient: the requester practitioner of the key's institution submits the referral.
+    With the sender's identifier, a resend is safe (`referrals.services.referral_submit_once`)."""
     resource = _check(resource, "ServiceRequest")
+    source = _source_identifier(resource, "ServiceRequest")
+    conditional = _conditional(if_none_exist, source, "ServiceRequest")
     actor = acting_practitioner(key_actor, resource.get("requester"), "ServiceRequest.requester")
     if resource.get("intent") not in ("order", "original-order", "proposal", "plan"):
         raise WorkflowError(422, "invalid", _("转诊的 intent 应为 order。"), "ServiceRequest.intent")
@@ -896,36 +924,76 @@ def service_request_create(key_actor: Actor, resource: Any) -> Written:
         "wanted_from": _date(period.get("start"), "ServiceRequest.occurrencePeriod.start"),
         "wanted_to": _date(period.get("end"), "ServiceRequest.occurrencePeriod.end"),
     }
-    source = _source_identifier(resource)
     if source is None:
         referral, created = _translate(lambda: referrals.referral_submit(actor=actor, **fields)), True
     else:
         referral, created = _translate(
-            lambda: referrals.referral_submit_once(actor=actor, source_system=source[0], source_identifier=source[1], **fields)
+            lambda: referrals.referral_submit_once(
+                actor=actor, source_system=source[0], source_identifier=source[1], conditional=conditional, **fields
+            )
         )
     referral = _referrals(actor).get(pk=referral.pk)
     _log(actor, [referral.patient], "/fhir/ServiceRequest")
     return Written(service_request_json(referral), created, f"ServiceRequest/{referral.uuid}")
 
 
-def _source_identifier(resource: dict[str, Any]) -> tuple[str, str] | None:
-    """(system, value) of the sending system's own identifier of the order: the first identifier
-    with a value that is not ours (`urn:yilian:referral`). None when it sends none."""
+def _source_identifier(resource: dict[str, Any], where: str) -> tuple[str, str] | None:
+    """(system, value) of the sending system's own identifier of the resource (an order, a
+    follow-up task, a bed reservation): the first identifier with a value that is not ours
+    (`urn:yilian:…`). None when it sends none."""
     for index, identifier in enumerate(resource.get("identifier") or []):
-        system, value = str(identifier.get("system") or ""), str(identifier.get("value") or "").strip()
-        if system == REFERRAL_SYSTEM or not value:
+        if not isinstance(identifier, dict):
+            continue
+        system, value = str(identifier.get("system") or "").strip(), str(identifier.get("value") or "").strip()
+        if system.startswith(OUR_SYSTEMS) or not value:
             continue
         if len(system) > 200 or len(value) > 64:
             message = _("标识过长：system 最多 200 个字符，value 最多 64 个字符。")
-            raise WorkflowError(422, "invalid", message, f"ServiceRequest.identifier[{index}]")
+            raise WorkflowError(422, "invalid", message, f"{where}.identifier[{index}]")
         return system, value
     return None
+
+
+def _conditional(header: str, identifier: tuple[str, str] | None, name: str) -> bool:
+    """Whether a create is a FHIR conditional create (`If-None-Exist`). Supported for what the
+    sender identifies: `If-None-Exist: identifier=<system>|<value>` (or `identifier=<value>`, a
+    leading `<type>?` allowed) naming the sender's own identifier in the resource. The match is
+    then that identifier's resource (at most one: identifiers are unique per sending institution),
+    returned unchanged (200) whatever the content, as FHIR says; no match creates. Any other search
+    in the header is refused (400) rather than ignored, so a client never believes it is protected
+    when it is not."""
+    if not header.strip():
+        return False
+    query = header.strip()
+    kind, question, rest = query.partition("?")
+    if question:
+        if kind.rsplit("/", 1)[-1] != name:
+            message = _("If-None-Exist 的资源类型应为 %(name)s。") % {"name": name}
+            raise WorkflowError(400, "invalid", message, "If-None-Exist")
+        query = rest
+    params = QueryDict(query[:400])
+    values = params.getlist("identifier")
+    if set(params) != {"identifier"} or len(values) != 1 or "," in values[0]:
+        message = _("If-None-Exist 只支持 identifier=<system>|<value>（资源中发送方自己的标识）。")
+        raise WorkflowError(400, "not-supported", message, "If-None-Exist")
+    system, bar, value = values[0].rpartition("|")
+    if identifier is None or value != identifier[1] or (bar and system != identifier[0]):
+        message = _("If-None-Exist 中的 identifier 须是资源中发送方自己的标识（%(name)s.identifier）。") % {"name": name}
+        raise WorkflowError(400, "invalid", message, "If-None-Exist")
+    return True
+
+
+def _not_conditional(header: str, what: str) -> None:
+    """A create that has no sender identifier to match: `If-None-Exist` is refused, not ignored."""
+    if header.strip():
+        message = _("%(what)s不支持条件创建（If-None-Exist）。") % {"what": what}
+        raise WorkflowError(400, "not-supported", message, "If-None-Exist")
 
 
 # --- writes: Task (the receiver's and sender's steps) ---------------------------------------------------
 
 
-def task_update(key_actor: Actor, resource: Any, key: str | None) -> Written:
+def task_update(key_actor: Actor, resource: Any, key: str | None, if_none_exist: str = "") -> Written:
     """Move a referral by its Task's status: accepted, rejected (statusReason), in-progress
     (arrived), completed (output or note = result), cancelled (by the requester, statusReason).
     The practitioner is Task.owner for the receiver's steps and Task.requester for cancelling.
@@ -934,10 +1002,11 @@ def task_update(key_actor: Actor, resource: Any, key: str | None) -> Written:
     if key is not None and resource.get("id") != key:
         raise WorkflowError(400, "invalid", _("请求体的 id 与地址中的 id 不一致。"), "Task.id")
     named = str(key or resource.get("id") or "")
+    if key is None and _names_a_follow_up(resource):
+        return follow_up_create(key_actor, resource, if_none_exist)
+    _not_conditional(if_none_exist, _("转诊 Task 的状态变更"))
     if _is_uuid(named) and FollowUpTask.objects.filter(uuid=named).exists():
         return follow_up_update(key_actor, resource, named)
-    if key is None and _names_a_follow_up(resource):
-        return follow_up_create(key_actor, resource)
     target = _ids(str((resource.get("focus") or {}).get("reference") or ""), "ServiceRequest/")
     referral_key = key or resource.get("id") or (target[0] if target else "")
     if not referral_key or not _is_uuid(str(referral_key)):
@@ -1017,7 +1086,14 @@ def _follow_up_spec(item: dict[str, Any], where: str) -> referrals.FollowUpSpec:
     description = str(item.get("description") or "").strip()
     if not description:
         raise WorkflowError(422, "required", _("须写明随访内容（description）。"), f"{where}.description")
-    return referrals.FollowUpSpec(responsible=responsible, due_date=due, what_to_check=description)
+    system, identifier = _source_identifier(item, where) or ("", "")
+    return referrals.FollowUpSpec(
+        responsible=responsible,
+        due_date=due,
+        what_to_check=description,
+        source_system=system,
+        source_identifier=identifier,
+    )
 
 
 def _contained_follow_ups(resource: dict[str, Any]) -> list[referrals.FollowUpSpec]:
@@ -1050,10 +1126,13 @@ def _contained_follow_ups(resource: dict[str, Any]) -> list[referrals.FollowUpSp
     return specs
 
 
-def follow_up_create(key_actor: Actor, resource: dict[str, Any]) -> Written:
+def follow_up_create(key_actor: Actor, resource: dict[str, Any], if_none_exist: str = "") -> Written:
     """`POST /fhir/Task` of a follow-up task for a referral already accepted (partOf its Task or
     basedOn its ServiceRequest): the receiving side's practitioner in Task.requester adds it
-    (`referrals.services.follow_up_add`)."""
+    (`referrals.services.follow_up_add`). With the sender's own identifier (Task.identifier) a
+    resend is safe: the same task again → 200 with the one it made, the identifier on another task
+    → 409 (`follow_up_add_once`); `If-None-Exist` on that identifier → 200 with it, whatever the content."""
+    conditional = _conditional(if_none_exist, _source_identifier(resource, "Task"), "Task")
     actor = acting_practitioner(key_actor, resource.get("requester"), "Task.requester")
     if resource.get("status") != "requested":
         raise WorkflowError(422, "invalid", _("新建随访任务的 status 应为 requested。"), "Task.status")
@@ -1071,10 +1150,15 @@ def follow_up_create(key_actor: Actor, resource: dict[str, Any]) -> Written:
         referral = access_referral(actor, parents[0])
     except Http404:
         raise WorkflowError(404, "not-found", _("未找到该转诊单，或您无权访问。"), "Task.partOf") from None
-    task = _translate(lambda: referrals.follow_up_add(actor=actor, referral=referral, spec=spec))
+    if spec.source_identifier:
+        task, created = _translate(
+            lambda: referrals.follow_up_add_once(actor=actor, referral=referral, spec=spec, conditional=conditional)
+        )
+    else:
+        task, created = _translate(lambda: referrals.follow_up_add(actor=actor, referral=referral, spec=spec)), True
     found = _follow_ups(actor).get(pk=task.pk)
     _log(actor, [found.patient], "/fhir/Task")
-    return Written(follow_up_json(found), True, f"Task/{found.uuid}")
+    return Written(follow_up_json(found), created, f"Task/{found.uuid}")
 
 
 def follow_up_update(key_actor: Actor, resource: dict[str, Any], key: str) -> Written:
@@ -1105,7 +1189,7 @@ def follow_up_update(key_actor: Actor, resource: dict[str, Any], key: str) -> Wr
 # --- writes: Appointment (book) -----------------------------------------------------------------------------
 
 
-def appointment_book(key_actor: Actor, resource: Any) -> Written:
+def appointment_book(key_actor: Actor, resource: Any, if_none_exist: str = "") -> Written:
     """Book a slot for a patient (`POST /fhir/Appointment` or `$book`): the Practitioner participant
     of the key's institution books through `scheduling.services.slot_book` — its institution's
     reserved units first (号源下沉), else the general pool; appointmentType EMERGENCY uses the green
@@ -1131,6 +1215,7 @@ def appointment_book(key_actor: Actor, resource: Any) -> Written:
         None,
     )
     actor = acting_practitioner(key_actor, practitioner, "Appointment.participant")
+    _not_conditional(if_none_exist, _("号源预约"))
     slots = [str(s.get("reference") or "") for s in resource.get("slot") or []]
     if len(slots) != 1 or not slots[0].startswith("Slot/") or not _is_uuid(slots[0][5:]):
         raise WorkflowError(422, "required", _("须指明一个号源（slot: Slot/<标识>）。"), "Appointment.slot")

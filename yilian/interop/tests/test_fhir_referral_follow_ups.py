@@ -14,15 +14,17 @@ from django.db.models import Model
 from django.test import Client
 from django.utils import timezone
 
+from yilian.accounts.roles import Role
 from yilian.interop.fhir.schema import validate
 from yilian.interop.tests.fhir_his import fhir_get as _get
 from yilian.interop.tests.fhir_his import fhir_send as _send
 from yilian.interop.tests.fhir_his import his_key as _key
 from yilian.notifications.models import Notification
-from yilian.referrals.models import FollowUpTask, Referral, ReferralEvent, ReferralStatus
-from yilian.referrals.services import FollowUpSpec, referral_accept
-from yilian.referrals.testing import refer_down, township
-from yilian.testing.world import World
+from yilian.patients.models import Patient
+from yilian.referrals.models import Direction, FollowUpTask, Referral, ReferralEvent, ReferralStatus
+from yilian.referrals.services import FollowUpSpec, referral_accept, referral_submit
+from yilian.referrals.testing import coordinator, lead, refer_down, township
+from yilian.testing.world import World, add_membership, make_user
 
 FOLLOW_UP = {"coding": [{"system": "urn:yilian:task-kind", "code": "follow-up"}]}
 
@@ -223,8 +225,21 @@ def test_the_wrong_side_or_the_wrong_doctor_cannot_acknowledge(world: World, key
     assert Referral.objects.get(pk=referral.pk).status == ReferralStatus.SUBMITTED
 
 
-def _accepted_down(world: World) -> Referral:
-    referral = refer_down(world)
+def refer_down_of(world: World, patient: Patient) -> Referral:
+    """A down referral of `patient` from A to B."""
+    return referral_submit(
+        actor=lead(world),
+        patient=patient,
+        direction=Direction.DOWN,
+        destination_institution=world.b,
+        reason="病情稳定，转回基层随访",
+        diagnosis_name="原发性高血压",
+    )
+
+
+def _accepted_down(world: World, patient: Patient | None = None) -> Referral:
+    """A down referral from A that B accepted with one follow-up task (of `patient`, else at_a)."""
+    referral = refer_down(world) if patient is None else refer_down_of(world, patient)
     spec = FollowUpSpec(
         responsible=world.user("township_clinician"), due_date=timezone.localdate() + dt.timedelta(days=7), what_to_check="血压"
     )
@@ -290,6 +305,9 @@ def test_the_capability_statement_documents_follow_up_tasks(client: Client, db: 
     assert {"part-of", "code"} <= {p["name"] for p in task["searchParam"]}
     assert "restriction.period.end" in task["documentation"] and "contained" in task["documentation"]
     assert "identifier" in resources["ServiceRequest"]["documentation"]
+    assert {"part-of", "code", "identifier"} <= {p["name"] for p in task["searchParam"]}
+    for name in ("ServiceRequest", "Task"):
+        assert resources[name]["conditionalCreate"] is True and "If-None-Exist" in resources[name]["documentation"]
 
 
 # --- ServiceRequest sent again with the sender's own identifier -------------------------------------------
@@ -386,3 +404,204 @@ def test_identifiers_are_per_sending_institution_and_a_send_without_one_is_not_d
     long = _service_request(world, identifier=[{"system": "urn:x", "value": "x" * 65}])
     _outcome(_send(client, keys["b"], "post", "/fhir/ServiceRequest", long), 422, "ServiceRequest.identifier[0]")
     assert Referral.objects.count() == 3
+
+
+# --- a follow-up Task sent again with the sender's own identifier -----------------------------------------
+
+HIS_TASK = {"system": "urn:oid:2.16.156.10011.1.440781.b.task", "value": "SF-2026-0001"}
+
+
+def _new_follow_up(world: World, referral: Referral, **change: Any) -> dict[str, Any]:
+    """A follow-up Task B's HIS posts for an accepted referral, with its own identifier."""
+    body = {k: v for k, v in _follow_up(world, "x").items() if k != "id"} | {
+        "identifier": [HIS_TASK],
+        "requester": _practitioner(world, "township_clinician"),
+        "partOf": [{"reference": f"Task/{referral.uuid}"}],
+        "description": "复查空腹血糖",
+    }
+    return body | change
+
+
+def _follow_ups_written() -> dict[str, int]:
+    return {m.__name__: m.objects.count() for m in (FollowUpTask, ReferralEvent, Notification)}
+
+
+def test_a_resent_follow_up_task_returns_the_task_it_made(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    first = _send(client, keys["b"], "post", "/fhir/Task", _new_follow_up(world, referral))
+    assert first.status_code == 201, first.content
+    task = FollowUpTask.objects.get(what_to_check="复查空腹血糖")
+    assert (task.source_institution, task.source_system, task.source_identifier) == (world.b, *HIS_TASK.values())
+    assert first.json()["identifier"] == [HIS_TASK] and not validate(first.json())
+    written = _follow_ups_written()
+
+    again = _send(client, keys["b"], "post", "/fhir/Task", _new_follow_up(world, referral))
+
+    assert again.status_code == 200, again.content
+    assert again["Location"] == first["Location"] and again.json()["id"] == str(task.uuid)
+    assert _follow_ups_written() == written
+    # Still the same task once the doctor has recorded its result; the resend changes nothing.
+    FollowUpTask.objects.filter(pk=task.pk).update(status="done", result="6.1")
+    later = _send(client, keys["b"], "post", "/fhir/Task", _new_follow_up(world, referral))
+    assert later.status_code == 200 and later.json()["status"] == "completed"
+    assert _follow_ups_written() == written
+    # The HIS finds it by its own identifier.
+    token = f"{HIS_TASK['system']}|{HIS_TASK['value']}"
+    found = _get(client, keys["b"], "/fhir/Task", {"code": "follow-up", "identifier": token}).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [str(task.uuid)]
+    assert _get(client, keys["b"], "/fhir/Task", {"code": "follow-up", "identifier": "urn:x|SF-2026-0001"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"description": "复查血脂"}, "随访内容"),
+        ({"restriction": {"period": {"end": "DUE30"}}}, "随访日期"),
+        ({"owner": {"reference": "Practitioner/TOWNSHIP"}}, "责任医生"),
+        ({"requester": {"reference": "Practitioner/TOWNSHIP_NURSE"}}, "创建人"),
+        ({"partOf": [{"reference": "Task/OTHER"}]}, "转诊单"),
+    ],
+)
+def test_the_identifier_of_another_follow_up_task_is_a_conflict(
+    world: World, keys, client: Client, change: dict, named: str
+) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    assert _send(client, keys["b"], "post", "/fhir/Task", _new_follow_up(world, referral)).status_code == 201
+    other = _accepted_down(world, Patient.objects.create(name="另一位居民", home_institution=world.a))
+    nurse = make_user("township_nurse", "黄护士")
+    add_membership(nurse, Role.NURSE, institution=world.b)
+    written = _follow_ups_written()
+    text = json.dumps(change).replace("DUE30", _due(30)).replace("Task/OTHER", f"Task/{other.uuid}")
+    text = text.replace("Practitioner/TOWNSHIP_NURSE", f"Practitioner/{nurse.uuid}")
+    text = text.replace("Practitioner/TOWNSHIP", f"Practitioner/{world.user('township_clinician').uuid}")
+
+    answer = _send(client, keys["b"], "post", "/fhir/Task", _new_follow_up(world, referral, **json.loads(text)))
+
+    body = _outcome(answer, 409)
+    diagnostics = body["issue"][0]["diagnostics"]
+    assert HIS_TASK["value"] in diagnostics and referral.number in diagnostics and named in diagnostics, diagnostics
+    assert _follow_ups_written() == written
+
+
+def test_follow_up_identifiers_are_per_sending_institution_and_a_send_without_one_is_not_deduplicated(
+    world: World, keys, client: Client
+) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    assert _send(client, keys["b"], "post", "/fhir/Task", _new_follow_up(world, referral)).status_code == 201
+    # The lead hospital's referral centre (a receiver of the consortium's referrals) uses the same
+    # identifier in its own system: a task of its own.
+    coordinator(world)
+    from_a = _new_follow_up(world, referral, requester=_practitioner(world, "coordinator"), description="复查心电图")
+    assert _send(client, keys["a"], "post", "/fhir/Task", from_a).status_code == 201
+    assert FollowUpTask.objects.filter(source_identifier=HIS_TASK["value"]).count() == 2
+    # Without an identifier every send is a new task, as before.
+    plain = _new_follow_up(world, referral, identifier=[], description="复查尿常规")
+    assert [_send(client, keys["b"], "post", "/fhir/Task", plain).status_code for _ in range(2)] == [201, 201]
+    assert FollowUpTask.objects.filter(what_to_check="复查尿常规").count() == 2
+    # An identifier too long to keep is refused, and writes nothing.
+    before = _follow_ups_written()
+    long = _new_follow_up(world, referral, identifier=[{"system": "urn:x", "value": "x" * 65}])
+    _outcome(_send(client, keys["b"], "post", "/fhir/Task", long), 422, "Task.identifier[0]")
+    assert _follow_ups_written() == before
+
+
+def test_a_follow_up_task_contained_in_the_acknowledgment_keeps_its_identifier(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = refer_down(world)
+    contained = _follow_up(world, "fu1") | {"identifier": [HIS_TASK]}
+    acknowledged = _send(client, keys["b"], "put", f"/fhir/Task/{referral.uuid}", _acknowledge(world, referral, contained))
+    assert acknowledged.status_code == 200, acknowledged.content
+    task = FollowUpTask.objects.get()
+    assert (task.source_institution, task.source_identifier) == (world.b, HIS_TASK["value"])
+    written = _follow_ups_written()
+    # The HIS, not sure the acknowledgment went through, posts the same task on its own: the same task.
+    alone = {k: v for k, v in contained.items() if k != "id"} | {
+        "requester": _practitioner(world, "township_clinician"),
+        "partOf": [{"reference": f"Task/{referral.uuid}"}],
+    }
+    again = _send(client, keys["b"], "post", "/fhir/Task", alone)
+    assert again.status_code == 200 and again.json()["id"] == str(task.uuid)
+    assert _follow_ups_written() == written
+    # An acknowledgment whose follow-up task carries an identifier already used is refused whole.
+    other = refer_down_of(world, Patient.objects.create(name="另一位居民", home_institution=world.a))
+    written = _follow_ups_written()
+    used = _acknowledge(world, other, _follow_up(world, "fu9") | {"identifier": [HIS_TASK]})
+    _outcome(_send(client, keys["b"], "put", f"/fhir/Task/{other.uuid}", used), 409)
+    assert _follow_ups_written() == written and Referral.objects.get(pk=other.pk).status == ReferralStatus.SUBMITTED
+
+
+# --- If-None-Exist (FHIR conditional create) on the sender's identifier ------------------------------------
+
+
+def _conditional(client: Client, key: str, url: str, body: dict[str, Any], header: str) -> Any:
+    return client.post(
+        url,
+        data=json.dumps(body, ensure_ascii=False).encode(),
+        content_type="application/fhir+json",
+        headers={"Authorization": f"Bearer {key}", "If-None-Exist": header},
+    )
+
+
+def test_if_none_exist_on_the_identifier_creates_once_and_then_returns_the_match_as_it_is(
+    world: World, keys, client: Client
+) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    header = f"identifier={HIS_TASK['system']}|{HIS_TASK['value']}"
+    first = _conditional(client, keys["b"], "/fhir/Task", _new_follow_up(world, referral), header)
+    assert first.status_code == 201, first.content
+    task = FollowUpTask.objects.get(source_identifier=HIS_TASK["value"])
+    written = _follow_ups_written()
+    # A match is returned as it is, whatever this send says (FHIR: the server ignores the post).
+    changed = _new_follow_up(world, referral, description="复查血脂")
+    for form in (header, f"Task?{header}", f"identifier={HIS_TASK['value']}"):
+        again = _conditional(client, keys["b"], "/fhir/Task", changed, form)
+        assert again.status_code == 200, (form, again.content)
+        assert again.json()["id"] == str(task.uuid) and again.json()["description"] == "复查空腹血糖"
+        assert again["Location"] == first["Location"]
+    assert _follow_ups_written() == written
+    # The same for a ServiceRequest.
+    order = _service_request(world)
+    order_header = f"identifier={HIS_ORDER['system']}|{HIS_ORDER['value']}"
+    assert _conditional(client, keys["b"], "/fhir/ServiceRequest", order, order_header).status_code == 201
+    other = _service_request(world, note=[{"text": "另一个原因"}])
+    assert _conditional(client, keys["b"], "/fhir/ServiceRequest", other, order_header).status_code == 200
+    assert Referral.objects.filter(source_identifier=HIS_ORDER["value"]).count() == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "patient=Patient/x",  # a search other than the identifier
+        "identifier=urn:oid:2.16.156.10011.1.440781.b.task|SF-2026-0001&status=requested",
+        "identifier=a|1,b|2",
+        "identifier=urn:oid:2.16.156.10011.1.440781.b.task|SF-OTHER",  # not the resource's identifier
+        "identifier=urn:x|SF-2026-0001",  # another system
+        "ServiceRequest?identifier=urn:oid:2.16.156.10011.1.440781.b.task|SF-2026-0001",  # another type
+    ],
+)
+def test_an_if_none_exist_that_is_not_the_resources_identifier_is_refused(
+    world: World, keys, client: Client, header: str
+) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    before = _follow_ups_written()
+
+    answer = _conditional(client, keys["b"], "/fhir/Task", _new_follow_up(world, referral), header)
+
+    _outcome(answer, 400, "If-None-Exist")
+    assert _follow_ups_written() == before
+
+
+def test_if_none_exist_where_nothing_identifies_the_resource_is_refused(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    referral = _accepted_down(world)
+    before = _follow_ups_written()
+    header = f"identifier={HIS_TASK['system']}|{HIS_TASK['value']}"
+    # A follow-up Task without an identifier, and a referral's step, cannot be matched.
+    _outcome(_conditional(client, keys["b"], "/fhir/Task", _new_follow_up(world, referral, identifier=[]), header), 400)
+    step = {
+        "resourceType": "Task",
+        "status": "accepted",
+        "intent": "order",
+        "focus": {"reference": f"ServiceRequest/{referral.uuid}"},
+        "owner": _practitioner(world, "township_clinician"),
+    }
+    _outcome(_conditional(client, keys["b"], "/fhir/Task", step, header), 400, "If-None-Exist")
+    assert _follow_ups_written() == before

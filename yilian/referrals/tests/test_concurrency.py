@@ -4,12 +4,15 @@ nothing is oversold. PostgreSQL (row locks) and SQLite (IMMEDIATE transactions) 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db.models import F
+from django.utils import timezone
 
 from yilian.patients.models import Patient, SourceIdentity
-from yilian.referrals.models import Direction, Referral, ReferralEvent, ReferralStatus
-from yilian.referrals.services import referral_accept, referral_submit, referral_submit_once
+from yilian.referrals.models import Direction, FollowUpTask, Referral, ReferralEvent, ReferralStatus
+from yilian.referrals.services import FollowUpSpec, follow_up_add_once, referral_accept, referral_submit, referral_submit_once
 from yilian.referrals.testing import coordinator, lead, refer_up, township
 from yilian.scheduling.models import Booking, BookingStatus, Slot, SlotPool
 from yilian.scheduling.services import slots_generate
@@ -96,3 +99,68 @@ def test_the_same_submission_sent_at_once_by_many_clients_makes_one_referral():
     assert sorted(created) == [False] * (CLIENTS - 1) + [True]
     assert Referral.objects.count() == 1 and numbers == {Referral.objects.get().number}
     assert ReferralEvent.objects.filter(kind=ReferralEvent.Kind.SUBMITTED).count() == 1
+
+
+def _accepted_down(world, patient):  # type: ignore[no-untyped-def]
+    referral = referral_submit(
+        actor=lead(world),
+        patient=patient,
+        direction=Direction.DOWN,
+        destination_institution=world.b,
+        reason="病情稳定，转回基层随访",
+        diagnosis_name="原发性高血压",
+    )
+    first = FollowUpSpec(responsible=world.user("township_clinician"), due_date=timezone.localdate(), what_to_check="血压")
+    return referral_accept(actor=township(world), referral=referral, follow_ups=[first])
+
+
+def _resent(world, when):  # type: ignore[no-untyped-def]
+    return FollowUpSpec(
+        responsible=world.user("village_doctor"),
+        due_date=when,
+        what_to_check="复查空腹血糖",
+        source_system="urn:oid:his-b.task",
+        source_identifier="SF-0001",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_follow_up_task_sent_at_once_by_many_clients_makes_one_task():
+    """A member HIS resending its follow-up Task (same identifier) while the first send is still
+    running: one task, every send answered with it, none refused."""
+    world = build_world()
+    referral = _accepted_down(world, world.patients["at_a"])
+    spec = _resent(world, timezone.localdate() + dt.timedelta(days=14))
+    created: list[bool] = []
+    tasks: set[int] = set()
+
+    def send(_i: int) -> None:
+        task, new = follow_up_add_once(actor=township(world), referral=referral, spec=spec)
+        created.append(new)
+        tasks.add(task.pk)
+
+    outcomes = _race(send, CLIENTS)
+
+    assert outcomes == ["won"] * CLIENTS, outcomes
+    assert sorted(created) == [False] * (CLIENTS - 1) + [True]
+    made = FollowUpTask.objects.get(source_identifier="SF-0001")
+    assert tasks == {made.pk} and FollowUpTask.objects.count() == 2
+    assert ReferralEvent.objects.filter(referral=referral, kind=ReferralEvent.Kind.FOLLOW_UP).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_follow_up_identifier_sent_at_once_for_two_referrals_makes_one_task():
+    """The same identifier on two different tasks racing (two referrals): the database's unique
+    constraint lets one through; the sends of the other task are refused as a conflict."""
+    world = build_world()
+    first = _accepted_down(world, world.patients["at_a"])
+    second = _accepted_down(world, Patient.objects.create(name="另一位居民", home_institution=world.a))
+    spec = _resent(world, timezone.localdate() + dt.timedelta(days=14))
+
+    outcomes = _race(lambda i: follow_up_add_once(actor=township(world), referral=first if i % 2 else second, spec=spec), CLIENTS)
+
+    assert sorted(outcomes) == ["refused"] * (CLIENTS // 2) + ["won"] * (CLIENTS // 2), outcomes
+    made = FollowUpTask.objects.get(source_identifier="SF-0001")
+    assert FollowUpTask.objects.filter(referral=made.referral).count() == 2
+    other = second if made.referral_id == first.pk else first
+    assert FollowUpTask.objects.filter(referral=other).count() == 1

@@ -341,6 +341,53 @@ def test_board_shows_pool_use_of_slots_and_beds(world: World, login) -> None:  #
     assert [r.pk for r in response.context["referrals"]] == [referral.pk]
 
 
+def test_board_reads_slot_and_bed_use_in_one_query_each_whatever_their_number(  # type: ignore[no-untyped-def]
+    world: World, django_assert_num_queries
+) -> None:
+    """The board's slot and bed use come from the scheduling selectors the schedule list and the
+    ward list use (one grouped query per kind): more schedules, slots and wards, same queries,
+    and the same figures as the schedule list shows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from yilian.scheduling.models import ScheduleKind
+    from yilian.scheduling.services import bed_reserve, schedule_create, ward_create
+    from yilian.testing.matrix import client_for
+
+    slot = clinic_slot(world)
+    ward = make_ward(world, beds=3)
+    referral_accept(actor=coordinator(world), referral=refer_up(world), slot=slot)
+    client = client_for(world, "coordinator")
+    client.get("/referrals/board/")  # warm the session
+    with CaptureQueriesContext(connection) as first:
+        assert client.get("/referrals/board/").status_code == 200
+    queries = [q["sql"] for q in first.captured_queries]  # read now: the next request empties the log
+    manager = coordinator(world)
+    for i in range(4):
+        schedule_create(actor=manager, institution=world.a, kind=ScheduleKind.EQUIPMENT, name=f"CT室{i}", capability="ct")
+        ward_create(actor=manager, institution=world.a, name=f"病区{i}", code=f"W{i}", beds=2 + i)
+    bed_reserve(actor=manager, bed=ward.beds.get(code="02"), patient=world.patients["at_a"])
+
+    with django_assert_num_queries(len(queries)):
+        response = client.get("/referrals/board/")
+
+    uses = {u.ward.code: u for u in response.context["boards"]}
+    assert len(uses) == 5 and uses["XN1"].counts == {"free": 2, "reserved": 1} and uses["W3"].counts == {"free": 5}
+    assert uses["XN1"].occupancy_percent == 33
+    schedules = {s.name: s for s in response.context["schedules"]}
+    assert len(schedules) == 5 and (schedules["CT室0"].capacity_total, schedules["CT室0"].booked_total) == (0, 0)
+    listed = {s.name: s for s in client_for(world, "coordinator").get("/scheduling/").context["schedules"]}
+    cardiology = schedules["心内科普通门诊"]
+    assert (cardiology.capacity_total, cardiology.booked_total, cardiology.reserved_capacity, cardiology.reserved_booked) == (
+        listed["心内科普通门诊"].capacity_total,
+        listed["心内科普通门诊"].booked_total,
+        listed["心内科普通门诊"].reserved_capacity,
+        listed["心内科普通门诊"].reserved_booked,
+    )
+    grouped = [sql for sql in queries if "scheduling_slotpool" in sql or "scheduling_bed" in sql]
+    assert len(grouped) == 2 and all("GROUP BY" in sql for sql in grouped), grouped
+
+
 # --- steps through the detail page --------------------------------------------------------------------
 
 
