@@ -1278,11 +1278,12 @@ def task_update(key_actor: Actor, resource: Any, key: str | None, if_none_exist:
     if key is not None and resource.get("id") != key:
         raise WorkflowError(400, "invalid", _("请求体的 id 与地址中的 id 不一致。"), "Task.id")
     named = str(key or resource.get("id") or "")
+    if _is_uuid(named) and FollowUpTask.objects.filter(uuid=named).exists():
+        _not_conditional(if_none_exist, _("随访任务的更新"))
+        return follow_up_update(key_actor, resource, named)
     if key is None and _names_a_follow_up(resource):
         return follow_up_create(key_actor, resource, if_none_exist)
     _not_conditional(if_none_exist, _("转诊 Task 的状态变更"))
-    if _is_uuid(named) and FollowUpTask.objects.filter(uuid=named).exists():
-        return follow_up_update(key_actor, resource, named)
     target = _ids(str((resource.get("focus") or {}).get("reference") or ""), "ServiceRequest/")
     referral_key = key or resource.get("id") or (target[0] if target else "")
     if not referral_key or not _is_uuid(str(referral_key)):

@@ -604,4 +604,17 @@ def test_if_none_exist_where_nothing_identifies_the_resource_is_refused(world: W
         "owner": _practitioner(world, "township_clinician"),
     }
     _outcome(_conditional(client, keys["b"], "/fhir/Task", step, header), 400, "If-None-Exist")
-    assert _follow_ups_written() == before
+    # Nor is an update a conditional create.
+    task = FollowUpTask.objects.get()
+    done = {"resourceType": "Task", "id": str(task.uuid), "status": "completed", "intent": "plan"} | {
+        "owner": _practitioner(world, "township_clinician"),
+        "output": [{"type": {"text": "result"}, "valueString": "血压 130/80"}],
+    }
+    update = client.put(
+        f"/fhir/Task/{task.uuid}",
+        data=json.dumps(done, ensure_ascii=False).encode(),
+        content_type="application/fhir+json",
+        headers={"Authorization": f"Bearer {keys['b']}", "If-None-Exist": header},
+    )
+    _outcome(update, 400, "If-None-Exist")
+    assert _follow_ups_written() == before and FollowUpTask.objects.get().status == "open"
