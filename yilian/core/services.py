@@ -33,3 +33,8 @@ def set_fields(instance: models.Model, fields: dict[str, object], allowed: set[s
         raise ValidationError(_("不允许修改的字段：%(fields)s") % {"fields": ", ".join(sorted(unknown))}, code="field")
     for name, value in fields.items():
         setattr(instance, name, value)
+
+
+def sender_identifier(system: str, identifier: str) -> str:
+    """A member system's own identifier as its messages name it: `system|value`, or the value alone."""
+    return f"{system}|{identifier}" if system else identifier

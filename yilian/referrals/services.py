@@ -32,7 +32,7 @@ from yilian.access.services import grant_issue, grant_revoke
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership, User
 from yilian.accounts.roles import Permission, Role
-from yilian.core.services import save_validated
+from yilian.core.services import save_validated, sender_identifier
 from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
 from yilian.notifications.sms import sms_send
@@ -438,7 +438,7 @@ def referral_submit_once(
         raise ValidationError(
             _("发送方转诊单标识 %(identifier)s 已用于转诊单 %(number)s，本次内容不同（%(fields)s）；新的转诊请使用新的标识。")
             % {
-                "identifier": f"{source_system}|{source_identifier}" if source_system else source_identifier,
+                "identifier": sender_identifier(source_system, source_identifier),
                 "number": existing.number,
                 "fields": "、".join(differences),
             },
@@ -850,7 +850,8 @@ def _follow_up_create(actor: Actor, referral: Referral, spec: FollowUpSpec) -> F
         if source_institution is None or _follow_up_by_source(source_institution, source_system, source_identifier) is None:
             raise
         raise ValidationError(
-            _("发送方随访任务标识 %(identifier)s 已被使用。") % {"identifier": _joined(source_system, source_identifier)},
+            _("发送方随访任务标识 %(identifier)s 已被使用。")
+            % {"identifier": sender_identifier(source_system, source_identifier)},
             code="conflict",
         ) from exc
     _event(referral, ReferralEvent.Kind.FOLLOW_UP, actor, f"{spec.due_date:%Y-%m-%d} {what}")
@@ -872,10 +873,6 @@ def follow_up_add(*, actor: Actor, referral: Referral, spec: FollowUpSpec) -> Fo
         if locked.follow_ups.count() >= MAX_FOLLOW_UPS:
             raise ValidationError(_("随访任务最多 %(max)d 项。") % {"max": MAX_FOLLOW_UPS})
         return _follow_up_create(actor, locked, spec)
-
-
-def _joined(system: str, identifier: str) -> str:
-    return f"{system}|{identifier}" if system else identifier
 
 
 def _follow_up_by_source(institution: Institution, system: str, identifier: str) -> FollowUpTask | None:
@@ -938,7 +935,11 @@ def follow_up_add_once(
                 "发送方随访任务标识 %(identifier)s 已用于转诊单 %(number)s 的随访任务，本次内容不同（%(fields)s）；"
                 "新的随访任务请使用新的标识。"
             )
-            % {"identifier": _joined(system, identifier), "number": existing.referral.number, "fields": "、".join(differences)},
+            % {
+                "identifier": sender_identifier(system, identifier),
+                "number": existing.referral.number,
+                "fields": "、".join(differences),
+            },
             code="conflict",
         )
     return existing, False

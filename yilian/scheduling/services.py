@@ -28,7 +28,7 @@ from yilian.access.services import grant_issue
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership, Practitioner, User
 from yilian.accounts.roles import Permission
-from yilian.core.services import save_validated
+from yilian.core.services import save_validated, sender_identifier
 from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
 from yilian.organizations.access import can_manage_institution, institution_scope_filter
@@ -658,7 +658,7 @@ def bed_reserve(
         except IntegrityError as exc:
             if source_identifier and _reservation_by_source(acting, source_system, source_identifier) is not None:
                 message = _("发送方床位预留标识 %(identifier)s 已被使用。") % {
-                    "identifier": _joined(source_system, source_identifier)
+                    "identifier": sender_identifier(source_system, source_identifier)
                 }
                 raise ValidationError(message, code="conflict") from exc
             raise ValidationError(_("该居民已有一张预留床位。"), code="conflict") from exc
@@ -666,10 +666,6 @@ def bed_reserve(
             patient=patient, institution=ward_institution, until=reservation.expires_at, reference=reservation.uuid, actor=actor
         )
     return reservation
-
-
-def _joined(system: str, identifier: str) -> str:
-    return f"{system}|{identifier}" if system else identifier
 
 
 def _reservation_by_source(institution: Institution, system: str, identifier: str) -> BedReservation | None:
@@ -727,7 +723,7 @@ def bed_reserve_once(
     if differences:
         raise ValidationError(
             _("发送方床位预留标识 %(identifier)s 已用于另一床位预留，本次内容不同（%(fields)s）；新的预留请使用新的标识。")
-            % {"identifier": _joined(source_system, source_identifier), "fields": "、".join(differences)},
+            % {"identifier": sender_identifier(source_system, source_identifier), "fields": "、".join(differences)},
             code="conflict",
         )
     return existing, False
