@@ -23,6 +23,7 @@ from yilian.access.models import (
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership, User
 from yilian.accounts.roles import Permission, Role
+from yilian.core.rows import insert
 from yilian.core.services import save_validated
 from yilian.organizations.models import Institution
 from yilian.patients.models import Patient
@@ -64,7 +65,7 @@ def access_log_record(
             )
         )
     if len(rows) == 1:
-        rows[0].save()  # one INSERT, in the caller's transaction or autocommit (no BEGIN/COMMIT round trips)
+        insert(rows[0])  # one INSERT, in the caller's transaction or autocommit (no BEGIN/COMMIT round trips)
     else:
         AccessLog.objects.bulk_create(rows)
 
@@ -101,7 +102,7 @@ def grant_issue(
         expires_at=expires_at,
     )
     if not validate:
-        grant.save()
+        insert(grant)
         return grant
     return save_validated(grant)
 

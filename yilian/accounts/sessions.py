@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from yilian.accounts.models import User
+from yilian.core.rows import fetch_one
 
 
 class SessionStore(DatabaseSessionStore):
@@ -40,9 +41,9 @@ class SessionStore(DatabaseSessionStore):
 class AuthBackend(ModelBackend):
     def get_user(self, user_id: Any) -> User | None:
         try:
-            users = list(User.objects.raw("SELECT * FROM accounts_user WHERE id = %s", [int(user_id)]))
+            user = fetch_one(User, "t0.id = %s", [int(user_id)])
         except (TypeError, ValueError):
             return None
-        if not users:
+        if user is None:
             return None
-        return users[0] if self.user_can_authenticate(users[0]) else None
+        return user if self.user_can_authenticate(user) else None

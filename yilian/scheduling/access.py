@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission
+from yilian.core.rows import fetch_by_uuid
 from yilian.organizations.access import NOTHING, institution_scope_filter, institution_visible, managed_institution_filter
 from yilian.patients.access import patient_scope_filter
 from yilian.patients.models import Patient
@@ -111,14 +112,7 @@ def access_slot(actor: Actor, key: UUID | str) -> Slot:
 def slot_for_booking(actor: Actor, key: UUID | str) -> Slot | None:
     """The slot `key` if `actor` sees it, with its schedule's institution, department and
     practitioner (what a booking answer shows); None when missing or out of scope alike."""
-    try:
-        slot = (
-            Slot.objects.select_related("schedule__institution", "schedule__department", "schedule__practitioner__user")
-            .filter(uuid=key)
-            .first()
-        )
-    except (ValidationError, ValueError, TypeError):
-        return None
+    slot = fetch_by_uuid(Slot, key, related=("schedule__institution", "schedule__department", "schedule__practitioner__user"))
     # The scope rule of `schedule_scope_filter`, decided on the loaded institution (no subqueries).
     if slot is None or not institution_visible(actor, slot.schedule.institution):
         return None

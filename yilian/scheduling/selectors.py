@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from yilian.accounts.actors import Actor
+from yilian.core.rows import fetch
 from yilian.organizations.models import ConsortiumMembership
 from yilian.scheduling.access import schedule_scope_filter
 from yilian.scheduling.models import Bed, BedStatus, QuotaKind, Schedule, Slot, SlotPool, Ward
@@ -28,7 +29,7 @@ def _pool_sum(field: str, pools: Q | None = None) -> Coalesce:
 def slot_is_full(slot: Slot) -> bool:
     """Whether no pool of `slot` has a free unit (as committed now; `services.slot_book` decides
     under the slot's lock)."""
-    return not SlotPool.objects.filter(slot_id=slot.pk, booked__lt=F("capacity")).exists()
+    return not fetch(SlotPool, "t0.slot_id = %s AND t0.booked < t0.capacity", [slot.pk], tail="LIMIT 1")
 
 
 def slots_with_use(queryset: QuerySet[Slot]) -> QuerySet[Slot]:

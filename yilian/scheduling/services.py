@@ -28,6 +28,7 @@ from yilian.access.services import grant_issue
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership, Practitioner, User
 from yilian.accounts.roles import Permission
+from yilian.core.rows import fetch, insert
 from yilian.core.services import save_validated, sender_identifier
 from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
@@ -390,11 +391,9 @@ def slot_book(
         return consortia[0]
 
     with transaction.atomic():
-        locked = Slot.objects.select_for_update().get(pk=slot.pk)
+        locked = fetch(Slot, "t0.id = %s", [slot.pk], for_update=True)[0]
         # Only the pool rows are locked (the quota is read along, it does not change here).
-        pools = list(
-            SlotPool.objects.select_for_update(of=("self",)).select_related("quota").filter(slot_id=slot.pk).order_by("pk")
-        )
+        pools = fetch(SlotPool, "t0.slot_id = %s", [slot.pk], related=("quota",), for_update=True, tail="ORDER BY t0.id")
         if locked.is_closed or not schedule.is_active:
             raise ValidationError(_("该号源已停诊，不能预约。"), code="closed")
         if locked.end <= timezone.now():
@@ -415,9 +414,8 @@ def slot_book(
             # The institution's own reservation before the consortium-wide one.
             candidates.sort(key=lambda p: p.quota is None or p.quota.kind != QuotaKind.INSTITUTION)
         chosen = next((p for p in candidates if p.booked < p.capacity), None)
-        if chosen is None or not SlotPool.objects.filter(pk=chosen.pk, booked__lt=F("capacity")).update(booked=F("booked") + 1):
+        if chosen is None or not _take_unit(chosen):
             raise ValidationError(_("该号源已约满，请选择其他时间。"), code="conflict")
-        chosen.booked += 1
         booking = Booking(
             slot=slot,
             pool=chosen,
@@ -426,15 +424,29 @@ def slot_book(
             booked_by=actor.user,
             note=note,
         )
-        try:
-            with transaction.atomic():
-                booking.save()
-        except IntegrityError as exc:
-            raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict") from exc
+        if not insert(booking, skip_conflict=True):  # the open booking of this slot and patient exists
+            raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
         _appointment_grant_open(
             patient=patient, institution=schedule.institution, until=locked.end, reference=booking.uuid, actor=actor
         )
     return booking
+
+
+def _take_unit(pool: SlotPool) -> bool:
+    """Count one more unit booked in `pool` unless it is full (the caller holds its lock): one
+    conditional UPDATE in plain SQL."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    table, booked, capacity = quote(SlotPool._meta.db_table), quote("booked"), quote("capacity")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {booked} = {booked} + 1 WHERE {quote('id')} = %s AND {booked} < {capacity}",  # noqa: S608 - names from the model
+            [pool.pk],
+        )
+        taken = cursor.rowcount == 1
+    if taken:
+        pool.booked += 1
+    return taken
 
 
 # --- the receiving institution's access to a booked patient ---------------------------------------

@@ -1,0 +1,120 @@
+"""Plain-SQL rows (core.rows) give what the ORM gives: the same instances, related objects, NULL
+relations, conversions (SQLite stores UUIDs, booleans and datetimes its own way), locks and inserts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from django.db import IntegrityError, connection, models, transaction
+from django.test.utils import CaptureQueriesContext
+
+from yilian.access.models import AccessGrant, GrantScope, GrantSource
+from yilian.accounts.models import Membership
+from yilian.core.rows import fetch, fetch_by_uuid, fetch_one, insert
+from yilian.patients.models import Patient
+from yilian.testing.world import World
+
+
+def _values(obj: models.Model) -> dict[str, object]:
+    return {field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields}
+
+
+def test_fetch_matches_select_related_with_present_and_missing_relations(world: World, django_assert_num_queries):
+    related = ("institution__authority", "authority", "department__institution")
+    for persona in ("township_clinician", "bureau_supervisor", "village_doctor"):
+        membership = Membership.objects.filter(user=world.user(persona)).order_by("pk").first()
+        assert membership is not None
+        expected = Membership.objects.select_related(*related).get(pk=membership.pk)
+        got = fetch_one(Membership, "t0.id = %s", [membership.pk], related=related)
+        assert got is not None and type(got) is Membership
+        assert _values(got) == _values(expected)
+        assert got.uuid == expected.uuid and isinstance(got.uuid, uuid.UUID)
+        assert got.is_active is True and isinstance(got.started_on, dt.date)
+        with django_assert_num_queries(0):  # every relation is in place, a missing one as None
+            for name in ("institution", "authority", "department"):
+                mine, theirs = getattr(got, name), getattr(expected, name)
+                assert (mine is None) == (theirs is None)
+                if mine is not None:
+                    assert _values(mine) == _values(theirs)
+            if got.institution is not None:
+                assert _values(got.institution.authority) == _values(expected.institution.authority)  # type: ignore[union-attr]
+            if got.department is not None:
+                assert got.department.institution.pk == expected.department.institution.pk  # type: ignore[union-attr]
+    # The bureau supervisor has no institution and no department: both None, the department's
+    # institution below it never looked at.
+    supervisor = fetch(Membership, "t0.user_id = %s", [world.user("bureau_supervisor").pk], related=related)
+    assert supervisor[0].institution is None and supervisor[0].department is None and supervisor[0].authority is not None
+
+
+def test_fetch_keeps_timestamps_and_order_and_the_where_parameters(world: World):
+    patients = sorted(world.patients.values(), key=lambda p: p.pk)
+    got = fetch(
+        Patient,
+        "t0.id IN (%s, %s)",
+        [patients[1].pk, patients[0].pk],
+        related=("home_institution", "grid"),
+        tail="ORDER BY t0.id",
+    )
+    assert [p.pk for p in got] == [patients[0].pk, patients[1].pk]
+    for mine in got:
+        theirs = Patient.objects.get(pk=mine.pk)
+        assert _values(mine) == _values(theirs)
+        assert mine.created_at.tzinfo is not None
+        assert mine.home_institution.pk == theirs.home_institution_id
+        assert (mine.grid is None) == (theirs.grid_id is None)
+    assert fetch(Patient, "t0.id = %s", [-1]) == []
+
+
+@pytest.mark.parametrize("key", ["not-a-uuid", "", None, 12, "1" * 500])
+def test_fetch_by_uuid_refuses_what_is_no_uuid(world: World, key: object):
+    assert fetch_by_uuid(Patient, key) is None
+
+
+def test_fetch_by_uuid_finds_by_the_public_key_only(world: World):
+    patient = next(iter(world.patients.values()))
+    assert fetch_by_uuid(Patient, patient.uuid).pk == patient.pk  # type: ignore[union-attr]
+    assert fetch_by_uuid(Patient, str(patient.uuid)).pk == patient.pk  # type: ignore[union-attr]
+    assert fetch_by_uuid(Patient, uuid.uuid4()) is None
+
+
+def test_for_update_locks_the_root_rows_only(world: World):
+    patient = next(iter(world.patients.values()))
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        fetch(Patient, "t0.id = %s", [patient.pk], related=("home_institution",), for_update=True)
+        fetch(Patient, "t0.id = %s", [patient.pk], for_update=True)
+    joined, alone = (q["sql"] for q in queries.captured_queries if "SELECT" in q["sql"])
+    if connection.features.has_select_for_update_of:  # PostgreSQL
+        assert joined.endswith("FOR UPDATE OF t0") and alone.endswith("FOR UPDATE")
+    else:  # SQLite: IMMEDIATE transactions serialise writers; no row locks to ask for
+        assert "FOR UPDATE" not in joined + alone
+
+
+def test_insert_sets_key_and_timestamps_and_skips_a_conflict_only_when_asked(world: World):
+    patient = next(iter(world.patients.values()))
+
+    def grant(key: uuid.UUID) -> AccessGrant:
+        return AccessGrant(
+            uuid=key,
+            patient=patient,
+            grantee_institution=world.a,
+            scope=GrantScope.SUMMARY,
+            source=GrantSource.APPOINTMENT,
+            source_reference="rows-test",
+            expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+        )
+
+    first = grant(uuid.uuid4())
+    assert insert(first) is True
+    assert first.pk is not None and not first._state.adding
+    stored = AccessGrant.objects.get(pk=first.pk)
+    assert _values(stored) == _values(first)
+    assert stored.created_at is not None and stored.starts_at is not None
+
+    again = grant(first.uuid)  # the same public key: a unique conflict
+    assert insert(again, skip_conflict=True) is False
+    assert again.pk is None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert(grant(first.uuid))
+    assert AccessGrant.objects.filter(source_reference="rows-test").count() == 1
