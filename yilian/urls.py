@@ -6,6 +6,9 @@ from django.urls import include, path
 from yilian.api import api
 
 urlpatterns = [
+    # The machine clients' addresses first: they take the most requests (resolving walks this list).
+    path("api/v1/", api.urls),
+    path("fhir/", include("yilian.interop.fhir.urls")),
     path("", include("yilian.web.urls")),
     path("accounts/", include("yilian.accounts.urls")),
     path("structure/", include("yilian.organizations.urls")),
@@ -18,7 +21,5 @@ urlpatterns = [
     path("access/", include("yilian.access.urls")),
     path("inbox/", include("yilian.notifications.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("api/v1/", api.urls),
-    path("fhir/", include("yilian.interop.fhir.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -18,7 +18,7 @@ Tests hold each caller to the answers of its ORM version.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ class _Shape:
     sql: str
     parts: list[_Part]
     converters: list[tuple[int, list[Callable[..., Any]], Any]]
+    extra: tuple[str, ...] = ()  # attribute names of the extra columns, after the models' columns
 
 
 def _shapes(connection: BaseDatabaseWrapper) -> dict[tuple[Any, ...], _Shape]:
@@ -65,7 +66,13 @@ def _paths(related: Sequence[str]) -> list[str]:
 
 
 def _build(
-    connection: BaseDatabaseWrapper, model: type[models.Model], where: str, related: Sequence[str], for_update: bool, tail: str
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    where: str,
+    related: Sequence[str],
+    for_update: bool,
+    tail: str,
+    extra: tuple[tuple[str, str], ...],
 ) -> _Shape:
     quote = connection.ops.quote_name
     columns: list[str] = []
@@ -106,6 +113,7 @@ def _build(
         )
         index[path] = len(parts)
         add(target, alias, index[head], field)  # type: ignore[arg-type]
+    columns.extend(f"({expression})" for _name, expression in extra)
     sql = f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} t0"  # noqa: S608 - names from the models
     if joins:
         sql += " " + " ".join(joins)
@@ -114,7 +122,7 @@ def _build(
         sql += f" {tail}"
     if for_update and connection.features.has_select_for_update:
         sql += " FOR UPDATE" + (" OF t0" if joins and connection.features.has_select_for_update_of else "")
-    return _Shape(sql, parts, converters)
+    return _Shape(sql, parts, converters, tuple(name for name, _expression in extra))
 
 
 def fetch(
@@ -125,15 +133,19 @@ def fetch(
     related: Sequence[str] = (),
     for_update: bool = False,
     tail: str = "",
+    extra: Mapping[str, str] | None = None,
 ) -> list[M]:
     """Instances of `model` whose row meets `where` (over `t0`), each with the objects of `related`
     (foreign-key paths, as for select_related) in place. `tail` follows the condition (ORDER BY,
-    LIMIT), `for_update` locks the rows of `model` until the transaction ends."""
+    LIMIT), `for_update` locks the rows of `model` until the transaction ends. `extra` names SQL
+    expressions over `t0` (constant text, no parameters) whose values land on each instance as
+    attributes of those names, as the ORM's annotations do."""
     connection = transaction.get_connection()
-    key = (model, where, tuple(related), for_update, tail)
+    extras = tuple(extra.items()) if extra else ()
+    key = (model, where, tuple(related), for_update, tail, extras)
     shape = _shapes(connection).get(key)
     if shape is None:
-        shape = _build(connection, model, where, related, for_update, tail)
+        shape = _build(connection, model, where, related, for_update, tail, extras)
         _shapes(connection)[key] = shape
     with connection.cursor() as cursor:
         cursor.execute(shape.sql, list(params))
@@ -156,7 +168,10 @@ def fetch(
             if part.field is not None:
                 part.field.set_cached_value(parent, obj)  # type: ignore[arg-type]
             objects.append(obj)
-        out.append(objects[0])  # type: ignore[arg-type]
+        root = objects[0]
+        for offset, name in enumerate(shape.extra, start=len(row) - len(shape.extra)):
+            setattr(root, name, row[offset])
+        out.append(root)  # type: ignore[arg-type]
     return out
 
 
@@ -167,9 +182,10 @@ def fetch_one(
     *,
     related: Sequence[str] = (),
     for_update: bool = False,
+    extra: Mapping[str, str] | None = None,
 ) -> M | None:
     """The one instance `fetch` finds (the condition names a unique key), or None."""
-    found = fetch(model, where, params, related=related, for_update=for_update)
+    found = fetch(model, where, params, related=related, for_update=for_update, extra=extra)
     return found[0] if found else None
 
 
@@ -179,6 +195,7 @@ def fetch_by_uuid(
     *,
     related: Sequence[str] = (),
     for_update: bool = False,
+    extra: Mapping[str, str] | None = None,
 ) -> M | None:
     """The instance whose public `uuid` is `key`, or None (also for a key that is no UUID at all)."""
     connection = transaction.get_connection()
@@ -186,7 +203,7 @@ def fetch_by_uuid(
         value = model._meta.get_field("uuid").get_db_prep_value(key, connection, prepared=False)  # type: ignore[union-attr]
     except (ValidationError, ValueError, TypeError, AttributeError):
         return None
-    return fetch_one(model, "t0.uuid = %s", [value], related=related, for_update=for_update)
+    return fetch_one(model, "t0.uuid = %s", [value], related=related, for_update=for_update, extra=extra)
 
 
 def insert(obj: models.Model, *, skip_conflict: bool = False) -> bool:

@@ -29,7 +29,7 @@ from yilian.core.rows import fetch_by_uuid
 from yilian.organizations.access import NOTHING, institution_scope_filter, institution_visible, managed_institution_filter
 from yilian.patients.access import patient_scope_filter
 from yilian.patients.models import Patient
-from yilian.scheduling.models import Bed, BedReservation, Booking, Schedule, Slot, Ward
+from yilian.scheduling.models import Bed, BedReservation, Booking, Schedule, Slot, SlotPool, Ward
 
 
 def _not_found() -> Http404:
@@ -109,10 +109,20 @@ def access_slot(actor: Actor, key: UUID | str) -> Slot:
     return _loaded_for(_get(queryset, key), actor)
 
 
+# Whether any pool of the slot has a free unit (selectors.slot_is_full reads it), in the same query.
+HAS_FREE_UNIT = "has_free_unit"
+_HAS_FREE_UNIT_SQL = f"EXISTS (SELECT 1 FROM {SlotPool._meta.db_table} p WHERE p.slot_id = t0.id AND p.booked < p.capacity)"  # noqa: S608 - names from the model
+
+
 def slot_for_booking(actor: Actor, key: UUID | str) -> Slot | None:
     """The slot `key` if `actor` sees it, with its schedule's institution, department and
     practitioner (what a booking answer shows); None when missing or out of scope alike."""
-    slot = fetch_by_uuid(Slot, key, related=("schedule__institution", "schedule__department", "schedule__practitioner__user"))
+    slot = fetch_by_uuid(
+        Slot,
+        key,
+        related=("schedule__institution", "schedule__department", "schedule__practitioner__user"),
+        extra={HAS_FREE_UNIT: _HAS_FREE_UNIT_SQL},
+    )
     # The scope rule of `schedule_scope_filter`, decided on the loaded institution (no subqueries).
     if slot is None or not institution_visible(actor, slot.schedule.institution):
         return None

@@ -13,7 +13,7 @@ from django.utils import timezone
 from yilian.accounts.actors import Actor
 from yilian.core.rows import fetch
 from yilian.organizations.models import ConsortiumMembership
-from yilian.scheduling.access import schedule_scope_filter
+from yilian.scheduling.access import HAS_FREE_UNIT, schedule_scope_filter
 from yilian.scheduling.models import Bed, BedStatus, QuotaKind, Schedule, Slot, SlotPool, Ward
 
 
@@ -28,7 +28,10 @@ def _pool_sum(field: str, pools: Q | None = None) -> Coalesce:
 
 def slot_is_full(slot: Slot) -> bool:
     """Whether no pool of `slot` has a free unit (as committed now; `services.slot_book` decides
-    under the slot's lock)."""
+    under the slot's lock). A slot from `access.slot_for_booking` brought the answer along."""
+    free = getattr(slot, HAS_FREE_UNIT, None)
+    if free is not None:
+        return not free
     return not fetch(SlotPool, "t0.slot_id = %s AND t0.booked < t0.capacity", [slot.pk], tail="LIMIT 1")
 
 

@@ -118,3 +118,11 @@ def test_insert_sets_key_and_timestamps_and_skips_a_conflict_only_when_asked(wor
     with pytest.raises(IntegrityError), transaction.atomic():
         insert(grant(first.uuid))
     assert AccessGrant.objects.filter(source_reference="rows-test").count() == 1
+
+
+def test_extra_columns_land_on_each_instance(world: World):
+    patient = next(iter(world.patients.values()))
+    identities = "SELECT count(*) FROM patients_sourceidentity s WHERE s.patient_id = t0.id"
+    got = fetch_one(Patient, "t0.id = %s", [patient.pk], related=("home_institution",), extra={"identity_count": identities})
+    assert got is not None and got.identity_count == 1  # type: ignore[attr-defined]
+    assert got.home_institution.pk == patient.home_institution_id
