@@ -29,7 +29,8 @@ instead of a Location), `start` is when the bed was reserved and `end` its expir
 status `reserved` was the alternative, but an Encounter here is a visit in the shared record. A
 member HIS reserves (`POST Appointment` → `scheduling.services.bed_reserve`, the same bed scope,
 patient gatekeeper and grant to the bed's institution as `/api/v1/scheduling/bed-reservations`),
-releases (`PUT Appointment/<id>` status cancelled → `bed_release`), reads and searches them
+releases (`PUT Appointment/<id>` status cancelled → `bed_release`; for a slot booking cancelled →
+`booking_cancel`, noshow → `booking_mark_no_show`), reads and searches them
 (`service-category=bed-reservation`, `location`, `actor`, `patient`, `status`); beds and wards
 read and search as Location. Referrals' beds are still arranged with the referral (pages, /api/v1).
 
@@ -70,7 +71,13 @@ from yilian.referrals.access import (
 )
 from yilian.referrals.models import Direction, FollowUpStatus, FollowUpTask, Referral, ReferralStatus, Urgency
 from yilian.scheduling import services as scheduling
-from yilian.scheduling.access import access_reservation, bookings_visible_to, reservations_visible_to, schedule_scope_filter
+from yilian.scheduling.access import (
+    access_booking,
+    access_reservation,
+    bookings_visible_to,
+    reservations_visible_to,
+    schedule_scope_filter,
+)
 from yilian.scheduling.models import (
     Bed,
     BedReservation,
@@ -135,8 +142,9 @@ DOCUMENTATION = {
         "床位须在本医联体内且空闲（停用 422，已占用或预留 409），end 可省（24 小时），最多 72 小时；不可同时指明 slot，"
         "basedOn 转诊单暂不支持（转诊的床位在转诊页面或 /api/v1 安排）。identifier 中发送方自己的标识在本机构内唯一："
         "同一内容重发返回已建的预留（200 + Location），同一标识用于不同内容答 409。" + CONDITIONAL_CREATE + "update：PUT "
-        "status cancelled 释放床位（执行人为 Practitioner 参与者，预留机构或床位所在机构），已释放的再发不作改动；"
-        "号源预约暂不支持 update。查询：service-category=bed-reservation、location（床位）或 actor=Location/<id> 查床位预留，"
+        "status cancelled 释放床位（执行人为 Practitioner 参与者，预留机构或床位所在机构）；号源预约 PUT status cancelled "
+        "取消（预约机构或接诊机构，原因写在 cancelationReason.text，号源退回原号池），noshow 标记爽约（接诊机构，号源开始后）；"
+        "已是该状态的再发不作改动。查询：service-category=bed-reservation、location（床位）或 actor=Location/<id> 查床位预留，"
         "actor=Organization/<id> 为床位所在机构（接收机构）；否则查号源预约。预留床位使床位所在机构获得该患者的预约授权"
         "（到期或释放时收回），与页面和 /api/v1 相同。"
     ),
@@ -1598,10 +1606,13 @@ def _bed_reserve(key_actor: Actor, resource: dict[str, Any], participants: list[
 
 
 def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist: str = "") -> Written:
-    """`PUT /fhir/Appointment/<id>` of a bed reservation with status cancelled: the Practitioner
-    participant (of the reserving or the receiving institution) releases the bed through
-    `scheduling.services.bed_release`, which revokes the receiving institution's grant. The state
-    it is already in again changes nothing (a safe retry). Slot bookings are not updated here."""
+    """`PUT /fhir/Appointment/<id>`, done by the Practitioner participant. A bed reservation with
+    status cancelled: the reserving or the receiving institution releases the bed through
+    `scheduling.services.bed_release`, which revokes the receiving institution's grant. A slot
+    booking with status cancelled (reason in cancelationReason.text): the booking or the receiving
+    institution cancels through `booking_cancel` (the unit goes back to its pool, the grant is
+    revoked); noshow: the receiving institution marks it after the start (`booking_mark_no_show`).
+    The state it is already in again changes nothing (a safe retry)."""
     resource = _check(resource, "Appointment")
     if resource.get("id") != key:
         raise WorkflowError(400, "invalid", _("请求体的 id 与地址中的 id 不一致。"), "Appointment.id")
@@ -1611,9 +1622,11 @@ def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist:
     try:
         reservation = access_reservation(actor, key)
     except Http404:
-        if _bookings(actor).filter(uuid=key).exists() if _is_uuid(key) else False:
-            raise WorkflowError(405, "not-supported", _("号源预约暂不支持经 FHIR 更新。"), "Appointment.id") from None
-        raise WorkflowError(404, "not-found", _("未找到该床位预留，或您无权访问。"), "Appointment.id") from None
+        try:
+            booking = access_booking(actor, key)
+        except Http404:
+            raise WorkflowError(404, "not-found", _("未找到该预约，或您无权访问。"), "Appointment.id") from None
+        return _booking_update(actor, booking, resource)
     status = str(resource.get("status") or "")
     if RESERVATION_STATUS[reservation.status] != status:  # type: ignore[index]
         if status != "cancelled":
@@ -1623,6 +1636,30 @@ def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist:
     found = _reservations(actor).get(pk=reservation.pk)
     _log(actor, [found.patient], "/fhir/Appointment")
     return Written(reservation_json(found), False)
+
+
+def _booking_update(actor: Actor, booking: Booking, resource: dict[str, Any]) -> Written:
+    status = str(resource.get("status") or "")
+    if APPOINTMENT_STATUS[booking.status] != status:  # type: ignore[index]
+        if status == "cancelled":
+            reason = resource.get("cancelationReason") or {}
+            if not isinstance(reason, dict) or not isinstance(reason.get("text", ""), str):
+                raise WorkflowError(
+                    400,
+                    "invalid",
+                    _("cancelationReason 须为 CodeableConcept（原因写在 text）。"),
+                    "Appointment.cancelationReason",
+                )
+            text = reason.get("text", "")
+            _translate(lambda: scheduling.booking_cancel(actor=actor, booking=booking, reason=text))
+        elif status == "noshow":
+            _translate(lambda: scheduling.booking_mark_no_show(actor=actor, booking=booking))
+        else:
+            message = _("号源预约可提交的状态：cancelled（取消，原因写在 cancelationReason.text）、noshow（爽约）。")
+            raise WorkflowError(422, "business-rule", message, "Appointment.status")
+    found = _bookings(actor).get(pk=booking.pk)
+    _log(actor, [found.patient], "/fhir/Appointment")
+    return Written(appointment_json(found), False)
 
 
 def _book(actor: Actor, slot: Slot, patient: Patient, pools: list[str], note: str) -> Booking:

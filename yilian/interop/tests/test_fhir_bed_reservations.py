@@ -335,10 +335,10 @@ def test_a_resent_reservation_returns_the_one_it_made(world: World, ward: Ward, 
     assert search.json()["total"] == 1
 
 
-def test_slot_bookings_refuse_if_none_exist_and_update(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+def test_slot_bookings_refuse_if_none_exist_and_are_cancelled_by_update(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
     from yilian.interop.tests.test_fhir_workflow import _appointment
     from yilian.referrals.testing import clinic_slot
-    from yilian.scheduling.models import Booking
+    from yilian.scheduling.models import Booking, BookingStatus, SlotPool
 
     slot = clinic_slot(world)
     conditional = client.post(
@@ -352,9 +352,44 @@ def test_slot_bookings_refuse_if_none_exist_and_update(world: World, keys, clien
     booked = _send(client, keys["b"], "post", "/fhir/Appointment", _appointment(world, slot))
     assert booked.status_code == 201
     booking = Booking.objects.get()
-    cancel = booked.json() | {"status": "cancelled"}
-    _outcome(_send(client, keys["b"], "put", f"/fhir/Appointment/{booking.uuid}", cancel), 405)
-    assert Booking.objects.get().status == "booked"
+    path = f"/fhir/Appointment/{booking.uuid}"
+
+    def units() -> int:
+        return sum(SlotPool.objects.filter(slot=slot).values_list("booked", flat=True))
+
+    def grant_open() -> bool:
+        return AccessGrant.objects.filter(
+            source=GrantSource.APPOINTMENT, source_reference=str(booking.uuid), revoked_at__isnull=True
+        ).exists()
+
+    assert units() == 1 and grant_open()
+    # Refused, nothing changed: a status the HIS cannot set, a malformed reason, a no-show before the
+    # slot starts (the receiving institution's step), another institution's practitioner, an unknown id.
+    _outcome(_send(client, keys["b"], "put", path, booked.json() | {"status": "fulfilled"}), 422, "Appointment.status")
+    bad_reason = booked.json() | {"status": "cancelled", "cancelationReason": "改期"}
+    _outcome(_send(client, keys["b"], "put", path, bad_reason), 400, "Appointment.cancelationReason")
+    _outcome(_send(client, keys["b"], "put", path, booked.json() | {"status": "noshow"}), 403)
+    lead = [{"actor": {"reference": f"Practitioner/{world.user('lead_clinician').uuid}"}, "status": "accepted"}]
+    early = booked.json() | {"status": "noshow", "participant": lead}
+    assert "尚未开始" in _outcome(_send(client, keys["a"], "put", path, early), 422)["issue"][0]["diagnostics"]
+    other = [{"actor": {"reference": f"Practitioner/{world.user('other_consortium_user').uuid}"}, "status": "accepted"}]
+    _outcome(_send(client, keys["t"], "put", path, booked.json() | {"status": "cancelled", "participant": other}), 404)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    _outcome(_send(client, keys["b"], "put", f"/fhir/Appointment/{unknown}", booked.json() | {"id": unknown}), 404)
+    assert Booking.objects.get().status == BookingStatus.BOOKED and units() == 1 and grant_open()
+    # The booking institution cancels with a reason: the unit goes back, the lead hospital's grant ends.
+    cancel = booked.json() | {"status": "cancelled", "cancelationReason": {"text": "患者改期"}}
+    cancelled = _send(client, keys["b"], "put", path, cancel)
+    assert cancelled.status_code == 200, cancelled.content
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancelationReason"] == {"text": "患者改期"}
+    assert not validate(cancelled.json())
+    stored = Booking.objects.get()
+    assert stored.status == BookingStatus.CANCELLED and stored.cancel_reason == "患者改期"
+    assert units() == 0 and not grant_open()
+    # Sending it again changes nothing; reopening is refused.
+    again = _send(client, keys["b"], "put", path, cancel)
+    assert again.status_code == 200 and Booking.objects.get().updated_at == stored.updated_at
+    _outcome(_send(client, keys["b"], "put", path, booked.json()), 422, "Appointment.status")
 
 
 def test_the_capability_statement_documents_bed_reservations(client: Client, db: None) -> None:
