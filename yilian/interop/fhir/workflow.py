@@ -29,8 +29,9 @@ instead of a Location), `start` is when the bed was reserved and `end` its expir
 status `reserved` was the alternative, but an Encounter here is a visit in the shared record. A
 member HIS reserves (`POST Appointment` → `scheduling.services.bed_reserve`, the same bed scope,
 patient gatekeeper and grant to the bed's institution as `/api/v1/scheduling/bed-reservations`),
-releases (`PUT Appointment/<id>` status cancelled → `bed_release`; for a slot booking cancelled →
-`booking_cancel`, noshow → `booking_mark_no_show`), reads and searches them
+releases or admits (`PUT Appointment/<id>` status cancelled → `bed_release`, fulfilled →
+`bed_admit`; for a slot booking cancelled → `booking_cancel`, noshow → `booking_mark_no_show`),
+reads and searches them
 (`service-category=bed-reservation`, `location`, `actor`, `patient`, `status`); beds and wards
 read and search as Location. Referrals' beds are still arranged with the referral (pages, /api/v1).
 
@@ -142,7 +143,8 @@ DOCUMENTATION = {
         "床位须在本医联体内且空闲（停用 422，已占用或预留 409），end 可省（24 小时），最多 72 小时；不可同时指明 slot，"
         "basedOn 转诊单暂不支持（转诊的床位在转诊页面或 /api/v1 安排）。identifier 中发送方自己的标识在本机构内唯一："
         "同一内容重发返回已建的预留（200 + Location），同一标识用于不同内容答 409。" + CONDITIONAL_CREATE + "update：PUT "
-        "status cancelled 释放床位（执行人为 Practitioner 参与者，预留机构或床位所在机构）；号源预约 PUT status cancelled "
+        "status cancelled 释放床位（执行人为 Practitioner 参与者，预留机构或床位所在机构），fulfilled 办理入住（床位所在机构）；"
+        "号源预约 PUT status cancelled "
         "取消（预约机构或接诊机构，原因写在 cancelationReason.text，号源退回原号池），noshow 标记爽约（接诊机构，号源开始后）；"
         "已是该状态的再发不作改动。查询：service-category=bed-reservation、location（床位）或 actor=Location/<id> 查床位预留，"
         "actor=Organization/<id> 为床位所在机构（接收机构）；否则查号源预约。预留床位使床位所在机构获得该患者的预约授权"
@@ -1608,7 +1610,8 @@ def _bed_reserve(key_actor: Actor, resource: dict[str, Any], participants: list[
 def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist: str = "") -> Written:
     """`PUT /fhir/Appointment/<id>`, done by the Practitioner participant. A bed reservation with
     status cancelled: the reserving or the receiving institution releases the bed through
-    `scheduling.services.bed_release`, which revokes the receiving institution's grant. A slot
+    `scheduling.services.bed_release`, which revokes the receiving institution's grant; fulfilled:
+    the bed's institution admits the patient (`bed_admit`, the bed becomes occupied). A slot
     booking with status cancelled (reason in cancelationReason.text): the booking or the receiving
     institution cancels through `booking_cancel` (the unit goes back to its pool, the grant is
     revoked); noshow: the receiving institution marks it after the start (`booking_mark_no_show`).
@@ -1629,10 +1632,13 @@ def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist:
         return _booking_update(actor, booking, resource)
     status = str(resource.get("status") or "")
     if RESERVATION_STATUS[reservation.status] != status:  # type: ignore[index]
-        if status != "cancelled":
-            message = _("床位预留可提交的状态：cancelled（释放床位）。")
+        if status == "cancelled":
+            _translate(lambda: scheduling.bed_release(actor=actor, reservation=reservation))
+        elif status == "fulfilled":
+            _translate(lambda: scheduling.bed_admit(actor=actor, reservation=reservation))
+        else:
+            message = _("床位预留可提交的状态：cancelled（释放床位）、fulfilled（入住，床位所在机构）。")
             raise WorkflowError(422, "business-rule", message, "Appointment.status")
-        _translate(lambda: scheduling.bed_release(actor=actor, reservation=reservation))
     found = _reservations(actor).get(pk=reservation.pk)
     _log(actor, [found.patient], "/fhir/Appointment")
     return Written(reservation_json(found), False)

@@ -285,6 +285,31 @@ def test_only_the_keys_own_practitioners_reserve_and_only_the_two_sides_release(
     assert BedReservation.objects.get().status == ReservationStatus.RELEASED
 
 
+def test_the_beds_hospital_admits_through_update_the_reserving_side_cannot(  # type: ignore[no-untyped-def]
+    world: World, ward: Ward, keys, client: Client
+) -> None:
+    body = _reservation(world, _bed(ward))
+    made = _send(client, keys["b"], "post", "/fhir/Appointment", body)
+    assert made.status_code == 201, made.content
+    url = f"/fhir/Appointment/{made.json()['id']}"
+    admit = made.json() | {"status": "fulfilled"}
+    # B reserved it but does not run the ward: refused, nothing changed.
+    _outcome(_send(client, keys["b"], "put", url, admit), 403)
+    assert BedReservation.objects.get().status == ReservationStatus.ACTIVE and _bed(ward).status == BedStatus.RESERVED
+    # A's doctor admits the patient: the bed is occupied; sending it again changes nothing.
+    lead = [{"actor": {"reference": f"Practitioner/{world.user('lead_clinician').uuid}"}, "status": "accepted"}]
+    admitted = _send(client, keys["a"], "put", url, admit | {"participant": lead})
+    assert admitted.status_code == 200, admitted.content
+    assert admitted.json()["status"] == "fulfilled" and not validate(admitted.json())
+    assert BedReservation.objects.get().status == ReservationStatus.ADMITTED and _bed(ward).status == BedStatus.OCCUPIED
+    state = _state()
+    assert _send(client, keys["a"], "put", url, admit | {"participant": lead}).status_code == 200
+    assert _state() == state
+    # An admitted patient's reservation is no longer released.
+    _outcome(_send(client, keys["a"], "put", url, admit | {"participant": lead, "status": "cancelled"}), 422)
+    assert _state() == state
+
+
 def test_a_resent_reservation_returns_the_one_it_made(world: World, ward: Ward, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
     body = _reservation(world, _bed(ward), identifier=[HIS_RESERVATION])
     first = _send(client, keys["b"], "post", "/fhir/Appointment", body)
