@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import ApiKey
 from yilian.accounts.roles import Permission
+from yilian.core.rows import insert
 from yilian.interop import csvimport, hl7v2
 from yilian.interop.apply import Applied, Applier, MessageRefused, apply_messages
 from yilian.interop.fhir import mapping
@@ -92,28 +93,11 @@ def message_store(
 
 
 def _insert_unless_kept(message: InboundMessage) -> bool:
-    """INSERT a new message unless its institution already keeps the same content: one statement
-    that cannot fail on the duplicate (so no savepoint inside a caller's transaction, and no read
-    before it), built from the model's fields rather than compiled by the ORM each time. True when
-    inserted (the message then has its primary key)."""
-    connection = transaction.get_connection()
-    meta = InboundMessage._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    column = {field.name: quote(field.column) for field in fields}
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(column.values())}) "  # noqa: S608 - names from the model
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({column['institution']}, {column['content_key']}) DO NOTHING RETURNING {quote(meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields])
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    message.pk = row[0]
-    message._state.adding, message._state.db = False, connection.alias
-    return True
+    """INSERT a new message unless its institution already keeps the same content (unique on
+    institution and content key): one statement that cannot fail on the duplicate (so no savepoint
+    inside a caller's transaction, and no read before it). True when inserted (the message then has
+    its primary key)."""
+    return insert(message, skip_conflict=True)
 
 
 def _finish(message: InboundMessage, *, accepted: bool, reason: str, response: str) -> None:
