@@ -12,7 +12,8 @@ The root table is `t0`; conditions and ordering name its columns (and only its c
 nullable foreign key is a LEFT JOIN and gives None. `for_update` locks the root rows only
 (PostgreSQL `FOR UPDATE OF t0`; SQLite's IMMEDIATE transactions already serialise writers).
 `insert` writes one new instance (auto_now and defaults as `save()` sets them), optionally skipping
-a unique conflict instead of raising. No signals are sent: only models without receivers use these.
+a unique conflict instead of raising; `update` writes named fields of a stored one. No signals are
+sent: only models without receivers use these.
 Tests hold each caller to the answers of its ORM version.
 """
 
@@ -233,3 +234,24 @@ def insert(obj: models.Model, *, skip_conflict: bool = False) -> bool:
     obj.pk = row[0]
     obj._state.adding, obj._state.db = False, connection.alias
     return True
+
+
+def update(obj: models.Model, fields: Sequence[str]) -> bool:
+    """UPDATE the named fields of a stored instance (an auto_now field among them takes the time,
+    as `save(update_fields=…)` does). True when the row was there."""
+    connection = transaction.get_connection()
+    meta = obj._meta
+    chosen = [meta.get_field(name) for name in fields]
+    key = ("update", type(obj), tuple(fields))
+    shapes = _shapes(connection)
+    shape = shapes.get(key)
+    if shape is None:
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in chosen)  # type: ignore[union-attr]
+        sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - names from the model
+        shape = _Shape(sql, [], [])
+        shapes[key] = shape
+    values = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in chosen]  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(shape.sql, [*values, obj.pk])
+        return bool(cursor.rowcount)

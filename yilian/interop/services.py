@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import ApiKey
 from yilian.accounts.roles import Permission
-from yilian.core.rows import insert
+from yilian.core.rows import insert, update
 from yilian.interop import csvimport, hl7v2
 from yilian.interop.apply import Applied, Applier, MessageRefused, apply_messages
 from yilian.interop.fhir import mapping
@@ -106,7 +106,7 @@ def _finish(message: InboundMessage, *, accepted: bool, reason: str, response: s
     message.response = response
     message.attempts += 1
     message.processed_at = timezone.now()
-    message.save(update_fields=["status", "kind", "reason", "response", "attempts", "processed_at", "updated_at"])
+    update(message, ["status", "kind", "reason", "response", "attempts", "processed_at", "updated_at"])
 
 
 def _actor_for(message: InboundMessage, actor: Actor | None) -> Actor | None:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
+from yilian.core.rows import fetch_one
 from yilian.core.validators import is_valid_national_id
 from yilian.organizations.models import Institution
 from yilian.patients import linkage
@@ -366,11 +367,13 @@ def identity_ingest(*, institution: Institution, data: IdentityData) -> Identity
 
 def _ingest(institution: Institution, values: dict[str, Any]) -> IdentityOutcome:
     now = timezone.now()
-    identity = (
-        SourceIdentity.objects.select_for_update()
-        .select_related("patient")
-        .filter(institution=institution, local_id=values["local_id"])
-        .first()
+    # Locked, with its patient, in plain SQL (core.rows): every incoming message asks this first.
+    identity = fetch_one(
+        SourceIdentity,
+        "t0.institution_id = %s AND t0.local_id = %s",
+        [institution.pk, values["local_id"]],
+        related=("patient",),
+        for_update=True,
     )
     if identity is not None:
         changed = {f: values[f] for f in _DEMOGRAPHICS if getattr(identity, f) != values[f]}

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from yilian.access.models import AccessGrant, GrantScope, GrantSource
 from yilian.accounts.models import Membership
-from yilian.core.rows import fetch, fetch_by_uuid, fetch_one, insert
+from yilian.core.rows import fetch, fetch_by_uuid, fetch_one, insert, update
 from yilian.patients.models import Patient
 from yilian.testing.world import World
 
@@ -126,3 +126,23 @@ def test_extra_columns_land_on_each_instance(world: World):
     got = fetch_one(Patient, "t0.id = %s", [patient.pk], related=("home_institution",), extra={"identity_count": identities})
     assert got is not None and got.identity_count == 1  # type: ignore[attr-defined]
     assert got.home_institution.pk == patient.home_institution_id
+
+
+def test_update_writes_the_named_fields_and_the_auto_now_time(world: World):
+    patient = next(iter(world.patients.values()))
+    grant = AccessGrant(
+        patient=patient,
+        grantee_institution=world.a,
+        scope=GrantScope.SUMMARY,
+        source=GrantSource.APPOINTMENT,
+        expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )
+    insert(grant)
+    before = AccessGrant.objects.get(pk=grant.pk)
+    grant.reason, grant.source_reference = "复诊", "not written"
+    assert update(grant, ["reason", "updated_at"]) is True
+    stored = AccessGrant.objects.get(pk=grant.pk)
+    assert stored.reason == "复诊" and stored.source_reference == before.source_reference
+    assert stored.updated_at > before.updated_at and stored.created_at == before.created_at
+    grant.pk = -1
+    assert update(grant, ["reason"]) is False
