@@ -106,11 +106,13 @@ def access_patient(
     if patient is None:
         raise Http404(_("未找到，或您无权访问。"))
     # `patient_scope_filter`'s rule for this one patient, cheapest test first: registered here or at
-    # one of our village clinics, else an identity held here, else an active grant (to `scope`).
-    holders = _holders(actor, actor.institution)
-    held = (
-        patient.home_institution_id in holders or SourceIdentity.objects.filter(patient=patient, institution__in=holders).exists()
-    )
+    # one of our village clinics (the loaded home institution answers), else an identity held here,
+    # else an active grant (to `scope`).
+    institution = actor.institution
+    held = patient.home_institution_id == institution.pk or patient.home_institution.parent_id == institution.pk
+    if not held:
+        holders = _holders(actor, institution)
+        held = SourceIdentity.objects.filter(patient=patient, institution__in=holders).exists()
     grant = None
     if not held:
         grant = _grant_for(actor, patient, scope)
