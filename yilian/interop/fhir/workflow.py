@@ -1630,39 +1630,40 @@ def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist:
         except Http404:
             raise WorkflowError(404, "not-found", _("未找到该预约，或您无权访问。"), "Appointment.id") from None
         return _booking_update(actor, booking, resource)
-    status = str(resource.get("status") or "")
-    if RESERVATION_STATUS[reservation.status] != status:  # type: ignore[index]
-        if status == "cancelled":
-            _translate(lambda: scheduling.bed_release(actor=actor, reservation=reservation))
-        elif status == "fulfilled":
-            _translate(lambda: scheduling.bed_admit(actor=actor, reservation=reservation))
-        else:
-            message = _("床位预留可提交的状态：cancelled（释放床位）、fulfilled（入住，床位所在机构）。")
-            raise WorkflowError(422, "business-rule", message, "Appointment.status")
+    steps = {
+        "cancelled": lambda: scheduling.bed_release(actor=actor, reservation=reservation),
+        "fulfilled": lambda: scheduling.bed_admit(actor=actor, reservation=reservation),
+    }
+    allowed = _("床位预留可提交的状态：cancelled（释放床位）、fulfilled（入住，床位所在机构）。")
+    _appointment_step(RESERVATION_STATUS[reservation.status], resource, steps, allowed)  # type: ignore[index]
     found = _reservations(actor).get(pk=reservation.pk)
     _log(actor, [found.patient], "/fhir/Appointment")
     return Written(reservation_json(found), False)
 
 
+def _appointment_step(current: str, resource: dict[str, Any], steps: dict[str, Callable[[], Any]], allowed: str) -> None:
+    """Take the step to the status the resource asks for, unless the appointment is in it already
+    (a resend changes nothing); a status with no step is refused, naming the ones there are."""
+    wanted = str(resource.get("status") or "")
+    if wanted == current:
+        return
+    step = steps.get(wanted)
+    if step is None:
+        raise WorkflowError(422, "business-rule", allowed, "Appointment.status")
+    _translate(step)
+
+
 def _booking_update(actor: Actor, booking: Booking, resource: dict[str, Any]) -> Written:
-    status = str(resource.get("status") or "")
-    if APPOINTMENT_STATUS[booking.status] != status:  # type: ignore[index]
-        if status == "cancelled":
-            reason = resource.get("cancelationReason") or {}
-            if not isinstance(reason, dict) or not isinstance(reason.get("text", ""), str):
-                raise WorkflowError(
-                    400,
-                    "invalid",
-                    _("cancelationReason 须为 CodeableConcept（原因写在 text）。"),
-                    "Appointment.cancelationReason",
-                )
-            text = reason.get("text", "")
-            _translate(lambda: scheduling.booking_cancel(actor=actor, booking=booking, reason=text))
-        elif status == "noshow":
-            _translate(lambda: scheduling.booking_mark_no_show(actor=actor, booking=booking))
-        else:
-            message = _("号源预约可提交的状态：cancelled（取消，原因写在 cancelationReason.text）、noshow（爽约）。")
-            raise WorkflowError(422, "business-rule", message, "Appointment.status")
+    def cancel() -> Booking:
+        reason = resource.get("cancelationReason") or {}
+        if not isinstance(reason, dict) or not isinstance(reason.get("text", ""), str):
+            message = _("cancelationReason 须为 CodeableConcept（原因写在 text）。")
+            raise WorkflowError(400, "invalid", message, "Appointment.cancelationReason")
+        return scheduling.booking_cancel(actor=actor, booking=booking, reason=reason.get("text", ""))
+
+    steps = {"cancelled": cancel, "noshow": lambda: scheduling.booking_mark_no_show(actor=actor, booking=booking)}
+    allowed = _("号源预约可提交的状态：cancelled（取消，原因写在 cancelationReason.text）、noshow（爽约）。")
+    _appointment_step(APPOINTMENT_STATUS[booking.status], resource, steps, allowed)  # type: ignore[index]
     found = _bookings(actor).get(pk=booking.pk)
     _log(actor, [found.patient], "/fhir/Appointment")
     return Written(appointment_json(found), False)
