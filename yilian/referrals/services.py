@@ -664,7 +664,8 @@ def referral_schedule(
     instructions: str = "",
 ) -> Referral:
     """The receiver books (or re-books) the slot or bed of an accepted referral. A re-booking gives
-    the old unit back only once the new one is held."""
+    the old unit back only once the new one is held (a bed: in the same transaction, so a refused
+    new bed leaves the old one reserved)."""
     _require_receiver(actor, referral)
     if slot is None and bed is None:
         raise ValidationError(_("请选择号源或床位。"))
@@ -672,10 +673,11 @@ def referral_schedule(
     with transaction.atomic():
         locked = _lock(referral)
         _require_state(locked, S.ACCEPTED, S.SCHEDULED)
-        old = Referral(
-            booking_id=locked.booking_id if slot is not None else None,
-            bed_reservation_id=locked.bed_reservation_id if bed is not None else None,
-        )
+        old = Referral(booking_id=locked.booking_id if slot is not None else None)
+        if bed is not None and locked.bed_reservation_id is not None:
+            # A patient holds one active bed reservation at a time: the old bed goes first, and
+            # should the new one be refused, the transaction gives it back.
+            _give_back_booking(Referral(bed_reservation_id=locked.bed_reservation_id), _("改约"))
         booking, reservation = _book(actor, locked, slot=slot, bed=bed, bed_hours=bed_hours, note="")
         _give_back_booking(old, _("改约"))
         _schedule(actor, locked, booking, reservation, instructions, timezone.now())

@@ -33,7 +33,8 @@ releases or admits (`PUT Appointment/<id>` status cancelled → `bed_release`, f
 `bed_admit`; for a slot booking cancelled → `booking_cancel`, noshow → `booking_mark_no_show`),
 reads and searches them
 (`service-category=bed-reservation`, `location`, `actor`, `patient`, `status`); beds and wards
-read and search as Location. Referrals' beds are still arranged with the referral (pages, /api/v1).
+read and search as Location. A referral's bed is reserved by its receiver with an Appointment basedOn its
+ServiceRequest (`referral_schedule`), or named in the accepting Task's input (`referral_accept`).
 
 Resending: a ServiceRequest, a follow-up Task or a bed-reservation Appointment that carries the
 sender's own `identifier` is created once per sending institution (same content again → 200 with
@@ -44,6 +45,7 @@ identifier is the FHIR conditional create (a match returned as it is). See `_con
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +143,9 @@ DOCUMENTATION = {
         "status booked（预留中）、fulfilled（已入住）、cancelled（已释放）、noshow（已过期）；extension "
         "urn:yilian:fhir:reserving-organization 为预留机构。create：Practitioner 参与者为本机构在职临床人员，"
         "床位须在本医联体内且空闲（停用 422，已占用或预留 409），end 可省（24 小时），最多 72 小时；不可同时指明 slot，"
-        "basedOn 转诊单暂不支持（转诊的床位在转诊页面或 /api/v1 安排）。identifier 中发送方自己的标识在本机构内唯一："
+        "basedOn 为 ServiceRequest/<转诊单> 时由接收方为已接收的转诊单预留床位（转诊单转为已预约，患者为转诊单的患者，"
+        "不带发送方标识；该转诊单已预留同一床位时重发返回原预留）；接收转诊的 Task 也可在 input 中指明床位 Location/<标识>。"
+        "identifier 中发送方自己的标识在本机构内唯一："
         "同一内容重发返回已建的预留（200 + Location），同一标识用于不同内容答 409。" + CONDITIONAL_CREATE + "update：PUT "
         "status cancelled 释放床位（执行人为 Practitioner 参与者，预留机构或床位所在机构），fulfilled 办理入住（床位所在机构）；"
         "号源预约 PUT status cancelled "
@@ -1317,19 +1321,30 @@ def task_update(key_actor: Actor, resource: Any, key: str | None, if_none_exist:
     notes = [str(n.get("text") or "") for n in resource.get("note") or []]
     outputs = [str(o.get("valueString") or "") for o in resource.get("output") or [] if o.get("valueString")]
     if status == "accepted":
-        slot = None
+        slot = bed = None
         for index, item in enumerate(resource.get("input") or []):
             reference = str((item.get("valueReference") or {}).get("reference") or "")
             if reference.startswith("Slot/"):
                 slot = _slots(actor).filter(uuid=reference.removeprefix("Slot/")).first() if _is_uuid(reference[5:]) else None
                 if slot is None:
                     raise WorkflowError(422, "not-found", _("未找到该号源。"), f"Task.input[{index}]")
+            elif reference.startswith("Location/"):
+                key = reference.removeprefix("Location/")
+                bed = _beds(actor).filter(uuid=key).first() if _is_uuid(key) else None
+                if bed is None:
+                    raise WorkflowError(422, "not-found", _("未找到该床位（须为本医联体内的床位）。"), f"Task.input[{index}]")
         note = notes[0] if notes else ""
         instructions = notes[1] if len(notes) > 1 else ""
         follow_ups = _contained_follow_ups(resource)
         _translate(
             lambda: referrals.referral_accept(
-                actor=actor, referral=referral, note=note, slot=slot, instructions=instructions, follow_ups=follow_ups
+                actor=actor,
+                referral=referral,
+                note=note,
+                slot=slot,
+                bed=bed,
+                instructions=instructions,
+                follow_ups=follow_ups,
             )
         )
     elif status == "rejected":
@@ -1569,9 +1584,6 @@ def _bed_reserve(key_actor: Actor, resource: dict[str, Any], participants: list[
     if resource.get("slot"):
         message = _("预留床位的 Appointment 不能同时指明号源（slot）。")
         raise WorkflowError(422, "invalid", message, "Appointment.slot")
-    if resource.get("basedOn"):
-        message = _("转诊单的床位请在接收转诊时安排（转诊页面或 /api/v1），此处不支持 basedOn。")
-        raise WorkflowError(422, "not-supported", message, "Appointment.basedOn")
     beds = [(index, p) for index, p in enumerate(participants) if _participant_reference(p).startswith("Location/")]
     if len(beds) != 1:
         raise WorkflowError(422, "invalid", _("须指明一张床位（participant: Location/<床位标识>）。"), "Appointment.participant")
@@ -1581,9 +1593,11 @@ def _bed_reserve(key_actor: Actor, resource: dict[str, Any], participants: list[
     if bed is None:
         raise WorkflowError(422, "not-found", _("未找到该床位（须为本医联体内的床位）。"), f"Appointment.participant[{index}]")
     patient_ref = next((p.get("actor") for p in participants if _participant_reference(p).startswith("Patient/")), None)
-    patient = _patient(actor, key_actor, patient_ref, "Appointment.participant")
     until = _instant(resource.get("end"), "Appointment.end")
     note = str(resource.get("comment") or "")
+    if resource.get("basedOn"):
+        return _referral_bed(actor, resource, bed, patient_ref, until, note, source, conditional)
+    patient = _patient(actor, key_actor, patient_ref, "Appointment.participant")
     if source is None:
         reservation = _translate(
             lambda: scheduling.bed_reserve(actor=actor, bed=bed, patient=patient, expires_at=until, note=note)
@@ -1605,6 +1619,47 @@ def _bed_reserve(key_actor: Actor, resource: dict[str, Any], participants: list[
     found = _reservations(actor).get(pk=reservation.pk)
     _log(actor, [found.patient], "/fhir/Appointment")
     return Written(reservation_json(found), created, f"Appointment/{found.uuid}")
+
+
+def _referral_bed(
+    actor: Actor,
+    resource: dict[str, Any],
+    bed: Bed,
+    patient_ref: Any,
+    until: dt.datetime | None,
+    note: str,
+    source: tuple[str, str] | None,
+    conditional: bool,
+) -> Written:
+    """A bed reservation basedOn a referral's ServiceRequest: the receiver reserves the bed of an
+    accepted referral for its patient (`referrals.services.referral_schedule`: the referral becomes
+    scheduled, the sender is told, a bed it held before is given back once the new one is held).
+    Sending it again while the referral holds this very bed returns that reservation unchanged."""
+    if source is not None or conditional:
+        message = _("转诊单的床位以转诊单为准：不带发送方标识，也不支持条件创建（If-None-Exist）。")
+        raise WorkflowError(422 if source is not None else 400, "not-supported", message, "Appointment.identifier")
+    keys = [r for b in resource.get("basedOn") or [] for r in _ids(str(b.get("reference") or ""), "ServiceRequest/")]
+    if not keys:
+        raise WorkflowError(422, "invalid", _("basedOn 须为 ServiceRequest/<转诊单标识>。"), "Appointment.basedOn[0]")
+    try:
+        referral = access_referral(actor, keys[0])
+    except Http404:
+        raise WorkflowError(422, "not-found", _("未找到该转诊单，或您无权访问。"), "Appointment.basedOn[0]") from None
+    named = str((patient_ref or {}).get("reference") or "") if isinstance(patient_ref, dict) else ""
+    if named and named != f"Patient/{referral.patient.uuid}":
+        raise WorkflowError(422, "invalid", _("患者须为转诊单的患者。"), "Appointment.participant")
+    held = referral.bed_reservation
+    if held is not None and held.bed_id == bed.pk and held.status == ReservationStatus.ACTIVE:
+        found = _reservations(actor).get(pk=held.pk)
+        _log(actor, [found.patient], "/fhir/Appointment")
+        return Written(reservation_json(found), False, f"Appointment/{found.uuid}")
+    hours = 24 if until is None else max(1, math.ceil((until - timezone.now()).total_seconds() / 3600))
+    updated = _translate(
+        lambda: referrals.referral_schedule(actor=actor, referral=referral, bed=bed, bed_hours=hours, instructions=note)
+    )
+    found = _reservations(actor).get(pk=updated.bed_reservation_id)
+    _log(actor, [found.patient], "/fhir/Appointment")
+    return Written(reservation_json(found), True, f"Appointment/{found.uuid}")
 
 
 def appointment_update(key_actor: Actor, resource: Any, key: str, if_none_exist: str = "") -> Written:

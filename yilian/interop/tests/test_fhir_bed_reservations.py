@@ -208,7 +208,7 @@ def _tamper(world: World, ward: Ward, case: str) -> dict[str, Any]:
         body["identifier"] = [{"system": "urn:x", "value": "x" * 65}]
     elif case == "with a slot":
         body["slot"] = [{"reference": "Slot/00000000-0000-0000-0000-000000000000"}]
-    elif case == "based on a referral":
+    elif case == "based on an unknown referral":
         body["basedOn"] = [{"reference": "ServiceRequest/00000000-0000-0000-0000-000000000000"}]
     elif case == "patient not visible":
         body["participant"] = [{"actor": {"reference": f"Patient/{world.patients['at_t'].uuid}"}}, bed_participant, practitioner]
@@ -236,7 +236,7 @@ def _tamper(world: World, ward: Ward, case: str) -> dict[str, Any]:
         ("enormous comment", 422, "note"),
         ("huge identifier", 422, "Appointment.identifier[0]"),
         ("with a slot", 422, "Appointment.slot"),
-        ("based on a referral", 422, "Appointment.basedOn"),
+        ("based on an unknown referral", 422, "Appointment.basedOn[0]"),
         ("patient not visible", 422, "Appointment.participant"),
         ("no patient", 422, "Appointment.participant"),
         ("no practitioner", 422, "Appointment.participant"),
@@ -308,6 +308,83 @@ def test_the_beds_hospital_admits_through_update_the_reserving_side_cannot(  # t
     # An admitted patient's reservation is no longer released.
     _outcome(_send(client, keys["a"], "put", url, admit | {"participant": lead, "status": "cancelled"}), 422)
     assert _state() == state
+
+
+def test_the_receiver_reserves_a_referrals_bed_by_appointment_or_in_the_accepting_task(  # type: ignore[no-untyped-def]
+    world: World, ward: Ward, keys, client: Client
+) -> None:
+    from yilian.referrals.models import ReferralStatus
+    from yilian.referrals.services import referral_accept
+    from yilian.referrals.testing import lead, refer_up
+
+    referral = refer_up(world)
+    lead_doctor = {"actor": {"reference": f"Practitioner/{world.user('lead_clinician').uuid}"}, "status": "accepted"}
+    based_on = [{"reference": f"ServiceRequest/{referral.uuid}"}]
+
+    def reserve(bed: Bed, key: str = "a", **change: Any) -> Any:
+        body = _reservation(world, bed, basedOn=based_on, comment="带既往心电图", end=_hours(36))
+        body["participant"][2] = lead_doctor
+        return _send(client, keys[key], "post", "/fhir/Appointment", body | change)
+
+    # Not accepted yet: refused, nothing reserved.
+    _outcome(reserve(_bed(ward)), 422)
+    assert not BedReservation.objects.exists()
+    referral_accept(actor=lead(world), referral=referral)
+    # Refused: another patient, the sender's own identifier, the sending side (not the receiver).
+    other = _reservation(world, _bed(ward), "at_a", basedOn=based_on)
+    other["participant"][2] = lead_doctor
+    _outcome(_send(client, keys["a"], "post", "/fhir/Appointment", other), 422, "Appointment.participant")
+    _outcome(reserve(_bed(ward), identifier=[HIS_RESERVATION]), 422, "Appointment.identifier")
+    _outcome(_send(client, keys["b"], "post", "/fhir/Appointment", _reservation(world, _bed(ward), basedOn=based_on)), 403)
+    assert not BedReservation.objects.exists()
+
+    made = reserve(_bed(ward))
+    assert made.status_code == 201, made.content
+    assert not validate(made.json()) and made.json()["basedOn"] == based_on
+    reservation = BedReservation.objects.get()
+    referral.refresh_from_db()
+    assert referral.status == ReferralStatus.SCHEDULED and referral.bed_reservation_id == reservation.pk
+    assert reservation.patient == world.patients["at_b"] and reservation.reserved_by == world.user("lead_clinician")
+    assert abs((reservation.expires_at - timezone.now()) - dt.timedelta(hours=36)) < dt.timedelta(minutes=2)
+    # Sent again: the same reservation, nothing new.
+    again = reserve(_bed(ward))
+    assert again.status_code == 200 and again.json()["id"] == str(reservation.uuid)
+    assert BedReservation.objects.count() == 1
+    # A closed bed is refused and the reservation held stays as it was.
+    bed_set_closed(actor=coordinator(world), bed=_bed(ward, "03"), closed=True)
+    _outcome(reserve(_bed(ward, "03")), 422)
+    assert _bed(ward).status == BedStatus.RESERVED and BedReservation.objects.get().status == ReservationStatus.ACTIVE
+    # Another bed: re-reserved, the first one given back.
+    moved = reserve(_bed(ward, "02"))
+    assert moved.status_code == 201, moved.content
+    assert _bed(ward).status == BedStatus.FREE and _bed(ward, "02").status == BedStatus.RESERVED
+    referral.refresh_from_db()
+    assert referral.bed_reservation.bed == _bed(ward, "02")  # type: ignore[union-attr]
+
+
+def test_the_accepting_task_names_a_bed(world: World, ward: Ward, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
+    from yilian.interop.tests.test_fhir_workflow import _task
+    from yilian.referrals.models import ReferralStatus
+    from yilian.referrals.testing import refer_up
+
+    referral = refer_up(world)
+    url = f"/fhir/Task/{referral.uuid}"
+    unknown = _task(
+        str(referral.uuid),
+        "accepted",
+        input=[{"type": {"text": "bed"}, "valueReference": {"reference": f"Location/{ward.uuid}"}}],
+    )
+    _outcome(_send(client, keys["a"], "put", url, unknown), 422, "Task.input[0]")  # a ward is not a bed
+    bed = _bed(ward, "03")
+    accept = _task(
+        str(referral.uuid), "accepted", input=[{"type": {"text": "bed"}, "valueReference": {"reference": f"Location/{bed.uuid}"}}]
+    )
+    accepted = _send(client, keys["a"], "put", url, accept)
+    assert accepted.status_code == 200, accepted.content
+    referral.refresh_from_db()
+    assert referral.status == ReferralStatus.SCHEDULED
+    assert referral.bed_reservation is not None and referral.bed_reservation.bed == bed
+    assert _bed(ward, "03").status == BedStatus.RESERVED
 
 
 def test_a_resent_reservation_returns_the_one_it_made(world: World, ward: Ward, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
