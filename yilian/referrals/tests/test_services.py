@@ -320,6 +320,26 @@ def test_rebooking_gives_the_old_unit_back(world: World):
     assert sum(SlotPool.objects.filter(slot=slot).values_list("booked", flat=True)) == 0
 
 
+def test_moving_a_referral_to_another_bed_frees_the_first_and_a_refused_bed_keeps_it(world: World):
+    from yilian.scheduling.models import BedStatus, ReservationStatus
+    from yilian.scheduling.services import bed_set_closed
+
+    ward = make_ward(world, beds=3)
+    first, second, closed = (ward.beds.get(code=code) for code in ("01", "02", "03"))
+    referral = referral_accept(actor=coordinator(world), referral=refer_up(world), bed=first)
+    bed_set_closed(actor=coordinator(world), bed=closed, closed=True)
+    with pytest.raises(ValidationError):
+        referral_schedule(actor=coordinator(world), referral=referral, bed=closed)
+    referral.refresh_from_db()
+    assert referral.bed_reservation.bed == first and referral.bed_reservation.status == ReservationStatus.ACTIVE  # type: ignore[union-attr]
+    first.refresh_from_db()
+    assert first.status == BedStatus.RESERVED
+    referral = referral_schedule(actor=coordinator(world), referral=referral, bed=second)
+    assert referral.bed_reservation.bed == second  # type: ignore[union-attr]
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, second.status) == (BedStatus.FREE, BedStatus.RESERVED)
+
+
 # --- deadlines, expiry, arrival -------------------------------------------------------------------
 
 
