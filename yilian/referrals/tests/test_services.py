@@ -336,7 +336,8 @@ def test_moving_a_referral_to_another_bed_frees_the_first_and_a_refused_bed_keep
     assert first.status == BedStatus.RESERVED
     referral = referral_schedule(actor=coordinator(world), referral=referral, bed=second)
     assert referral.bed_reservation.bed == second  # type: ignore[union-attr]
-    first.refresh_from_db(), second.refresh_from_db()
+    first.refresh_from_db()
+    second.refresh_from_db()
     assert (first.status, second.status) == (BedStatus.FREE, BedStatus.RESERVED)
 
 
