@@ -151,3 +151,47 @@ def test_a_field_check_names_its_row(world: World, identity) -> None:  # type: i
     with pytest.raises(RecordRowError) as caught, transaction.atomic():
         services.records_upsert(institution=world.a, rows=rows)
     assert caught.value.index == 4 and "code" in caught.value.message_dict
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_senders_of_the_same_rows_at_once_store_each_row_once() -> None:
+    """Member systems resending one message concurrently (a retry racing the original): every call
+    succeeds, each row is stored once, and what is stored is what one of them sent. On PostgreSQL the
+    racing inserts meet on the unique (institution, source_id): the later ones wait, skip the insert
+    (ON CONFLICT DO NOTHING) and update through the locking read; on SQLite the IMMEDIATE
+    transactions queue them."""
+    import threading
+
+    from django.db import connection
+
+    from yilian.testing.world import build_world
+
+    world = build_world()
+    identity = make_identity(world.patients["at_a"], world.a)
+    senders = 8
+    values = [f"{6 + n / 10:.1f}" for n in range(senders)]
+    barrier = threading.Barrier(senders)
+    errors: list[str] = []
+
+    def send(n: int) -> None:
+        try:
+            barrier.wait(timeout=20)
+            with transaction.atomic():
+                services.records_upsert(institution=world.a, rows=message(identity, value=values[n]))
+        except Exception as exc:  # anything here would be a refused message or a 500
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    assert Encounter.objects.filter(institution=world.a, source_id="V1").count() == 1
+    assert Condition.objects.filter(institution=world.a, source_id="D1").count() == 1
+    assert sorted(Observation.objects.values_list("source_id", flat=True)) == ["O1", "O2"]
+    assert Observation.objects.get(source_id="O1").value_quantity in {Decimal(v) for v in values}
+    assert Observation.objects.get(source_id="O1").encounter == Encounter.objects.get(source_id="V1")
