@@ -83,6 +83,33 @@ def test_a_whole_set_up_through_the_pages(world: World, login):
     assert "周一、周三、周五" in html and "水步镇卫生院" in html and 'data-testid="generate-form"' in html
 
 
+def test_leave_through_the_page_only_for_an_expert_clinic(world: World, login):
+    from yilian.scheduling.models import Leave, ScheduleKind
+    from yilian.scheduling.services import schedule_create
+
+    clinic = make_clinic(world)  # a department clinic: no practitioner to be on leave
+    expert = schedule_create(
+        actor=coordinator(world),
+        institution=world.a,
+        kind=ScheduleKind.PRACTITIONER,
+        name="李志强专家门诊",
+        practitioner=world.user("lead_clinician").practitioner,
+    )
+    client = login("consortium_manager")
+    start = timezone.localtime() + dt.timedelta(days=3)
+    leave = {
+        "starts_at": start.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (start + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
+        "reason": "外出进修",
+    }
+    refused = client.post(f"/scheduling/schedules/{clinic.schedule.uuid}/leave/", leave, follow=True)
+    assert "只有专家门诊可以登记医生停诊" in refused.content.decode() and not Leave.objects.exists()
+    done = client.post(f"/scheduling/schedules/{expert.uuid}/leave/", leave, follow=True)
+    assert "停诊已登记" in done.content.decode()
+    recorded = Leave.objects.get()
+    assert (recorded.practitioner, recorded.reason) == (world.user("lead_clinician").practitioner, "外出进修")
+
+
 def test_set_up_forms_refuse_bad_input_without_a_500(world: World, login):
     clinic = make_clinic(world)
     client = login("consortium_manager")
