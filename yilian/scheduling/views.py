@@ -10,6 +10,8 @@ access log (`patients_listed`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -327,17 +329,35 @@ def _setup_context(schedule: Schedule) -> dict[str, object]:
     }
 
 
+def _schedule_step(
+    request: HttpRequest,
+    uuid: str,
+    form_class: type[forms.Form],
+    act: Callable[[Actor, Schedule, dict[str, Any]], str],
+    form_options: Callable[[Schedule], dict[str, Any]] = lambda schedule: {},
+) -> HttpResponse:
+    """One set-up step posted from a schedule's page (a managed schedule only): the form checked,
+    `act` calls the service with its data and says what was done; a refused form or service step is
+    shown as the error. Back to the schedule's page either way."""
+    actor = _actor(request)
+    schedule = access_schedule(actor, uuid, for_write=True)
+    form = form_class(request.POST, **form_options(schedule))
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+    else:
+        try:
+            done = act(actor, schedule, form.cleaned_data)
+        except ValidationError as exc:
+            messages.error(request, _errors(exc))
+        else:
+            messages.success(request, done)
+    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+
+
 @login_required
 @require_POST
 def schedule_template_add(request: HttpRequest, uuid: str) -> HttpResponse:
-    actor = _actor(request)
-    schedule = access_schedule(actor, uuid, for_write=True)
-    form = TemplateForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
-    data = form.cleaned_data
-    try:
+    def act(actor: Actor, schedule: Schedule, data: dict[str, Any]) -> str:
         services.slot_template_add(
             actor=actor,
             schedule=schedule,
@@ -351,24 +371,15 @@ def schedule_template_add(request: HttpRequest, uuid: str) -> HttpResponse:
             on_public_holidays=data["on_public_holidays"],
             on_makeup_workdays=data["on_makeup_workdays"],
         )
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    else:
-        messages.success(request, _("出诊规则已添加。"))
-    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+        return _("出诊规则已添加。")
+
+    return _schedule_step(request, uuid, TemplateForm, act)
 
 
 @login_required
 @require_POST
 def schedule_quota_add(request: HttpRequest, uuid: str) -> HttpResponse:
-    actor = _actor(request)
-    schedule = access_schedule(actor, uuid, for_write=True)
-    form = QuotaForm(request.POST, institution=schedule.institution)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
-    data = form.cleaned_data
-    try:
+    def act(actor: Actor, schedule: Schedule, data: dict[str, Any]) -> str:
         services.quota_set(
             actor=actor,
             schedule=schedule,
@@ -378,62 +389,40 @@ def schedule_quota_add(request: HttpRequest, uuid: str) -> HttpResponse:
             consortium=data["consortium"],
             release_hours_before=data["release_hours_before"],
         )
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    else:
-        messages.success(request, _("预留号源已设置：之后生成的号源按此预留。"))
-    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+        return _("预留号源已设置：之后生成的号源按此预留。")
+
+    return _schedule_step(request, uuid, QuotaForm, act, lambda schedule: {"institution": schedule.institution})
 
 
 @login_required
 @require_POST
 def schedule_generate(request: HttpRequest, uuid: str) -> HttpResponse:
-    actor = _actor(request)
-    schedule = access_schedule(actor, uuid, for_write=True)
-    form = GenerateForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
-    try:
-        result = services.slots_generate(
-            schedule=schedule, start_date=form.cleaned_data["start_date"], end_date=form.cleaned_data["end_date"]
-        )
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    else:
-        messages.success(
-            request,
-            _("已生成号源 %(created)d 个（其中因停诊关闭 %(closed)d 个）；已有的号源保持不变。")
-            % {"created": result.created, "closed": result.closed_by_leave},
-        )
-    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+    def act(actor: Actor, schedule: Schedule, data: dict[str, Any]) -> str:
+        result = services.slots_generate(schedule=schedule, start_date=data["start_date"], end_date=data["end_date"])
+        return _("已生成号源 %(created)d 个（其中因停诊关闭 %(closed)d 个）；已有的号源保持不变。") % {
+            "created": result.created,
+            "closed": result.closed_by_leave,
+        }
+
+    return _schedule_step(request, uuid, GenerateForm, act)
 
 
 @login_required
 @require_POST
 def schedule_leave(request: HttpRequest, uuid: str) -> HttpResponse:
-    actor = _actor(request)
-    schedule = access_schedule(actor, uuid, for_write=True)
-    form = LeaveForm(request.POST)
-    if schedule.practitioner is None:
-        messages.error(request, _("只有专家门诊可以登记医生停诊。"))
-    elif not form.is_valid():
-        messages.error(request, _form_errors(form))
-    else:
-        data = form.cleaned_data
-        try:
-            services.leave_record(
-                actor=actor,
-                practitioner=schedule.practitioner,
-                starts_at=data["starts_at"],
-                ends_at=data["ends_at"],
-                reason=data["reason"],
-            )
-        except ValidationError as exc:
-            messages.error(request, _errors(exc))
-        else:
-            messages.success(request, _("停诊已登记：期间的号源已关闭，已预约的居民已通知。"))
-    return redirect("scheduling:schedule_detail", uuid=schedule.uuid)
+    def act(actor: Actor, schedule: Schedule, data: dict[str, Any]) -> str:
+        if schedule.practitioner is None:
+            raise ValidationError(_("只有专家门诊可以登记医生停诊。"))
+        services.leave_record(
+            actor=actor,
+            practitioner=schedule.practitioner,
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            reason=data["reason"],
+        )
+        return _("停诊已登记：期间的号源已关闭，已预约的居民已通知。")
+
+    return _schedule_step(request, uuid, LeaveForm, act)
 
 
 @login_required
