@@ -29,3 +29,14 @@ def fhir_send(client: Client, key: str, method: str, url: str, body: Any) -> Any
 
 def fhir_get(client: Client, key: str, url: str, params: dict[str, str] | None = None) -> Any:
     return client.get(url, params or {}, headers={"Authorization": f"Bearer {key}"})
+
+
+def fhir_outcome(response: Any, status: int, where: str | None = None) -> dict[str, Any]:
+    """The OperationOutcome of a refused request: its status, a diagnostic, and (when given) the
+    expression it names."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]
+    if where is not None:
+        assert body["issue"][0]["expression"] == [where], body
+    return body  # type: ignore[no-any-return]

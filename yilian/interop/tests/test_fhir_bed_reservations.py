@@ -16,6 +16,7 @@ from django.utils import timezone
 from yilian.access.models import AccessGrant, GrantSource
 from yilian.interop.fhir.schema import validate
 from yilian.interop.tests.fhir_his import fhir_get as _get
+from yilian.interop.tests.fhir_his import fhir_outcome as _outcome
 from yilian.interop.tests.fhir_his import fhir_send as _send
 from yilian.interop.tests.fhir_his import his_key as _key
 from yilian.scheduling.models import Bed, BedReservation, BedStatus, ReservationStatus, Ward
@@ -63,15 +64,6 @@ def _reservation(world: World, bed: Bed, patient: str = "at_b", **change: Any) -
         "comment": "心衰加重，请留床",
     }
     return body | change
-
-
-def _outcome(response: Any, status: int, where: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]
-    if where is not None:
-        assert body["issue"][0]["expression"] == [where], body
-    return body  # type: ignore[no-any-return]
 
 
 def _state() -> dict[str, Any]:

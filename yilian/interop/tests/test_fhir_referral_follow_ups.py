@@ -17,6 +17,7 @@ from django.utils import timezone
 from yilian.accounts.roles import Role
 from yilian.interop.fhir.schema import validate
 from yilian.interop.tests.fhir_his import fhir_get as _get
+from yilian.interop.tests.fhir_his import fhir_outcome as _outcome
 from yilian.interop.tests.fhir_his import fhir_send as _send
 from yilian.interop.tests.fhir_his import his_key as _key
 from yilian.notifications.models import Notification
@@ -34,15 +35,6 @@ def keys(world: World) -> dict[str, str]:
     """HIS keys: A (the lead hospital, sender of the down referral), B (the township, receiver),
     V (B's village clinic) and T (another consortium)."""
     return {name: _key(world, name) for name in ("a", "b", "v", "t")}
-
-
-def _outcome(response: Any, status: int, where: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]
-    if where is not None:
-        assert body["issue"][0]["expression"] == [where], body
-    return body  # type: ignore[no-any-return]
 
 
 def _practitioner(world: World, persona: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from django.test import Client
 from yilian.access.models import AccessLog
 from yilian.interop.fhir.schema import validate
 from yilian.interop.tests.fhir_his import fhir_get as _get
+from yilian.interop.tests.fhir_his import fhir_outcome as _outcome
 from yilian.interop.tests.fhir_his import fhir_send as _send
 from yilian.interop.tests.fhir_his import his_key as _key
 from yilian.patients.models import SourceIdentity
@@ -60,13 +61,6 @@ def _task(referral_id: str, status: str, **change: Any) -> dict[str, Any]:
         "focus": {"reference": f"ServiceRequest/{referral_id}"},
         "owner": LEAD,
     } | change
-
-
-def _outcome(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]
-    return body  # type: ignore[no-any-return]
 
 
 def test_a_member_his_refers_and_the_receiving_his_accepts_and_books(world: World, keys, client: Client) -> None:  # type: ignore[no-untyped-def]
