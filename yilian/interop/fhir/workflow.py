@@ -860,21 +860,28 @@ def _reservation_search(query: QueryDict) -> bool:
     return BED_RESERVATION in categories or bool(query.get("location")) or any(a.startswith("Location/") for a in actors)
 
 
-def _search_reservations(actor: Actor, query: QueryDict) -> QuerySet[BedReservation]:
-    reservations = _reservations(actor)
+def _appointment_filters(
+    actor: Actor, queryset: QuerySet[Any], query: QueryDict, statuses: dict[str, str], when: str
+) -> QuerySet[Any]:
+    """The search parameters slot bookings and bed reservations share: _id, patient, status (mapped
+    through `statuses`), date (on the field `when`) and based-on (the referral)."""
     if value := query.get("_id"):
-        reservations = reservations.filter(uuid__in=_ids(value))
+        queryset = queryset.filter(uuid__in=_ids(value))
+    if value := query.get("patient"):
+        queryset = queryset.filter(patient__uuid__in=_patient_ids(actor, value))
+    if value := query.get("status"):
+        queryset = queryset.filter(status__in=[s for s, code in statuses.items() if code in value.split(",")])
+    for value in query.getlist("date"):
+        queryset = queryset.filter(_date_filter(when, value))
+    if value := query.get("based-on"):
+        queryset = queryset.filter(referrals__uuid__in=_ids(value, "ServiceRequest/"))
+    return queryset
+
+
+def _search_reservations(actor: Actor, query: QueryDict) -> QuerySet[BedReservation]:
+    reservations = _appointment_filters(actor, _reservations(actor), query, RESERVATION_STATUS, "created_at")  # type: ignore[arg-type]
     if value := query.get("identifier"):
         reservations = reservations.filter(_source_filter(value))
-    if value := query.get("patient"):
-        reservations = reservations.filter(patient__uuid__in=_patient_ids(actor, value))
-    if value := query.get("status"):
-        statuses = [s for s, code in RESERVATION_STATUS.items() if code in value.split(",")]
-        reservations = reservations.filter(status__in=statuses)
-    for value in query.getlist("date"):
-        reservations = reservations.filter(_date_filter("created_at", value))
-    if value := query.get("based-on"):
-        reservations = reservations.filter(referrals__uuid__in=_ids(value, "ServiceRequest/"))
     if value := query.get("actor"):
         # The receiving institution (the bed's), the practitioner who reserved, or the bed.
         term = _reference_filter(value, organization="bed__ward__institution", practitioner="reserved_by")
@@ -941,20 +948,9 @@ def search(actor: Actor, name: str, query: QueryDict, *, base: str) -> dict[str,
         queryset = _search_reservations(actor, query)
         serialize, patients = reservation_json, lambda row: row.patient
     elif name == "Appointment":
-        queryset = _bookings(actor)
-        if value := query.get("_id"):
-            queryset = queryset.filter(uuid__in=_ids(value))
+        queryset = _appointment_filters(actor, _bookings(actor), query, APPOINTMENT_STATUS, "slot__start")  # type: ignore[arg-type]
         if query.get("identifier") or query.get("service-category"):
             queryset = queryset.none()  # a booking carries neither (bed reservations do)
-        if value := query.get("patient"):
-            queryset = queryset.filter(patient__uuid__in=_patient_ids(actor, value))
-        if value := query.get("status"):
-            statuses = [s for s, code in APPOINTMENT_STATUS.items() if code in value.split(",")]
-            queryset = queryset.filter(status__in=statuses)
-        for value in query.getlist("date"):
-            queryset = queryset.filter(_date_filter("slot__start", value))
-        if value := query.get("based-on"):
-            queryset = queryset.filter(referrals__uuid__in=_ids(value, "ServiceRequest/"))
         if value := query.get("actor"):
             queryset = queryset.filter(
                 _reference_filter(value, organization="slot__schedule__institution", practitioner="booked_by")
