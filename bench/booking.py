@@ -180,6 +180,8 @@ class Result:
     app_cpu: float = 0.0
     db_cpu: float = 0.0
     sample: dict[int, str] = field(default_factory=dict)
+    sent_at: list[float] = field(default_factory=list)  # seconds from the start of the run
+    answered_at: list[float] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
@@ -346,6 +348,7 @@ async def drive(base: str, clients: list[Client], jobs: dict[str, list[Job]], to
     queues = {scope: iter(js) for scope, js in jobs.items()}
     remaining = [total]
     rng = random.Random(seed)
+    run_started = [time.perf_counter()]
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=120)
 
@@ -362,6 +365,7 @@ async def drive(base: str, clients: list[Client], jobs: dict[str, list[Job]], to
             job = next(queues[client.scope])
             body = json.dumps({"slot": job.slot, "patient": rng.choice(client.patients), "pool": job.pool})
             started = time.perf_counter()
+            result.sent_at.append(started - run_started[0])
             try:
                 async with session.post(f"{base}{PATH}", data=body, headers=headers) as response:
                     text = await response.read()
@@ -369,6 +373,7 @@ async def drive(base: str, clients: list[Client], jobs: dict[str, list[Job]], to
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status, text = 0, repr(exc).encode()
             took = time.perf_counter() - started
+            result.answered_at.append(started + took - run_started[0])
             result.statuses[status] = result.statuses.get(status, 0) + 1
             result.latencies[job.kind].append(took)
             if status not in (201, 409) and status not in result.sample:
@@ -378,9 +383,10 @@ async def drive(base: str, clients: list[Client], jobs: dict[str, list[Job]], to
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",)
     ) as session:
-        started = time.perf_counter()
+        started = run_started[0] = time.perf_counter()
         await asyncio.gather(*(client_loop(clients[i % len(clients)], session) for i in range(CLIENTS)))
-        result.seconds = time.perf_counter() - started
+        # Until the last answer: a paced client that finds nothing left still sleeps out its interval.
+        result.seconds = max(result.answered_at, default=time.perf_counter() - started)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     result.client_cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     return result
@@ -501,6 +507,8 @@ def summarise(phase: Phase) -> None:
         f"db {f['db']:.1f} client {f['client']:.1f} ms; load {phase.load_before:.2f} -> {phase.load_after:.2f}",
         file=sys.stderr,
     )
+    if r.sent_at:
+        print(f"  sent from {min(r.sent_at):.2f} to {max(r.sent_at):.2f} s, last answer at {r.seconds:.2f} s", file=sys.stderr)
     for status, text in r.sample.items():
         print(f"  sample {status}: {text}", file=sys.stderr)
 
@@ -555,7 +563,8 @@ pool), so dozens of clients race for its last units at once; the rest are **spre
 pool (no quota for that institution). {WARMUP} warm-up bookings first (not counted). Two runs of {REQUESTS:,}
 requests each: **as fast as answered** (every client sends again at once: the server's ceiling; with {CLIENTS}
 clients always waiting, latency ≈ {CLIENTS} / rate) and **paced** (each client one request every {CLIENTS} / {RATE:,.0f} s,
-{RATE:,.0f}/s offered in all, never two requests out at once: the goal's load).
+{RATE:,.0f}/s offered in all, never two requests out at once: the goal's load). "s" runs from the first request to
+the last answer.
 
 {header}
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from yilian.accounts.models import Membership, User
+from yilian.core.rows import statement_cursor
 
 # Every request of a signed-in user needs their memberships with institution, authority and
 # department: one ORM query with four joins, ≈ 4 ms of Python per request on a small server.
@@ -34,7 +35,7 @@ def memberships_cache_clear(**_: Any) -> None:
 
 
 def _membership_fingerprint(user_id: int) -> tuple[tuple[Any, ...], ...]:
-    with connection.cursor() as cursor:  # plain SQL: the ORM's compiling would cost what the cache saves
+    with statement_cursor(connection) as cursor:  # plain SQL: the ORM's compiling would cost what the cache saves
         cursor.execute(
             "SELECT id, role, is_active, started_on, ended_on, institution_id, authority_id, department_id, updated_at"
             " FROM accounts_membership WHERE user_id = %s ORDER BY id",

@@ -21,6 +21,7 @@ from yilian.accounts.access import assignable_roles
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import ApiKey, Membership, Practitioner, User, hash_api_key
 from yilian.accounts.roles import AUTHORITY_ROLES, Permission
+from yilian.core.rows import statement_cursor
 from yilian.core.services import save_validated
 from yilian.organizations.access import can_manage_institution
 from yilian.organizations.models import Department, HealthAuthority, Institution
@@ -212,7 +213,7 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """The usable key matching `raw_key`, or None. Marks when it was last used."""
     if not raw_key or len(raw_key) > 200:
         return None
-    with connection.cursor() as cursor:  # plain SQL: see above
+    with statement_cursor(connection) as cursor:  # plain SQL: see above
         cursor.execute(
             "SELECT k.id, k.revoked_at, k.expires_at, k.last_used_at, k.institution_id, i.is_active"
             " FROM accounts_apikey k JOIN organizations_institution i ON i.id = k.institution_id WHERE k.key_digest = %s",

@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from yilian.accounts.models import User
-from yilian.core.rows import fetch_one
+from yilian.core.rows import fetch_one, statement_cursor
 
 
 class SessionStore(DatabaseSessionStore):
@@ -26,7 +26,7 @@ class SessionStore(DatabaseSessionStore):
         if not key:
             self._session_key = None
             return None
-        with connection.cursor() as cursor:
+        with statement_cursor(connection) as cursor:
             cursor.execute(
                 "SELECT session_data FROM django_session WHERE session_key = %s AND expire_date > %s",
                 [key, timezone.now()],

@@ -15,6 +15,10 @@ nullable foreign key is a LEFT JOIN and gives None. `for_update` locks the root 
 a unique conflict instead of raising; `update` writes named fields of a stored one. No signals are
 sent: only models without receivers use these.
 Tests hold each caller to the answers of its ORM version.
+
+On PostgreSQL they run through `statement_cursor()`, whose statements the server keeps prepared once they
+repeat: Django binds parameters on the client, so PostgreSQL would otherwise plan the same lookup
+anew on every request (planning the slot with its four relations cost ten times running it).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 M = TypeVar("M", bound=models.Model)
 
@@ -48,6 +53,36 @@ class _Shape:
     parts: list[_Part]
     converters: list[tuple[int, list[Callable[..., Any]], Any]]
     extra: tuple[str, ...] = ()  # attribute names of the extra columns, after the models' columns
+
+
+def statement_cursor(connection: BaseDatabaseWrapper | None = None) -> CursorWrapper:
+    """A cursor of `connection` (by default the current one) for a statement that runs again and
+    again with other values. On PostgreSQL it binds parameters on the server, so psycopg prepares
+    each statement at its first run on the connection (`prepare_threshold` 0 in settings; Django's own
+    cursors bind on the client and are never prepared) and PostgreSQL plans it once, not on every
+    run. A rollback drops the connection's prepared statements (psycopg), so hot paths refuse without
+    one where nothing was written. Statements use plain `%s` placeholders (no tuple for `IN %s`:
+    `= ANY(%s)` with a list). Elsewhere it is the connection's usual cursor. Errors, logging and query
+    capture are Django's."""
+    connection = connection or transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    import psycopg
+
+    raw = psycopg.Cursor(connection.connection)
+    return _LoggedStatements(raw, connection) if connection.queries_logged else CursorWrapper(raw, connection)
+
+
+class _LoggedStatements(CursorDebugWrapper):
+    """Logs a statement with its values in place, as Django's client-side cursors show them (a
+    statement bound on the server has no such text of its own)."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(self.db.ops.compose_sql(sql, params), params):
+            return CursorWrapper.execute(self, sql, params)
 
 
 def _shapes(connection: BaseDatabaseWrapper) -> dict[tuple[Any, ...], _Shape]:
@@ -135,12 +170,14 @@ def fetch(
     for_update: bool = False,
     tail: str = "",
     extra: Mapping[str, str] | None = None,
+    extra_params: Sequence[Any] = (),
 ) -> list[M]:
     """Instances of `model` whose row meets `where` (over `t0`), each with the objects of `related`
     (foreign-key paths, as for select_related) in place. `tail` follows the condition (ORDER BY,
     LIMIT), `for_update` locks the rows of `model` until the transaction ends. `extra` names SQL
-    expressions over `t0` (constant text, no parameters) whose values land on each instance as
-    attributes of those names, as the ORM's annotations do."""
+    expressions over `t0` whose values land on each instance as attributes of those names, as the
+    ORM's annotations do; `extra_params` are the values of their placeholders, in order (they come
+    before `params` in the statement)."""
     connection = transaction.get_connection()
     extras = tuple(extra.items()) if extra else ()
     key = (model, where, tuple(related), for_update, tail, extras)
@@ -148,9 +185,9 @@ def fetch(
     if shape is None:
         shape = _build(connection, model, where, related, for_update, tail, extras)
         _shapes(connection)[key] = shape
-    with connection.cursor() as cursor:
-        cursor.execute(shape.sql, list(params))
-        rows = cursor.fetchall()
+    with statement_cursor(connection) as db:
+        db.execute(shape.sql, [*extra_params, *params])
+        rows = db.fetchall()
     alias = connection.alias
     out: list[M] = []
     for raw in rows:
@@ -184,9 +221,10 @@ def fetch_one(
     related: Sequence[str] = (),
     for_update: bool = False,
     extra: Mapping[str, str] | None = None,
+    extra_params: Sequence[Any] = (),
 ) -> M | None:
     """The one instance `fetch` finds (the condition names a unique key), or None."""
-    found = fetch(model, where, params, related=related, for_update=for_update, extra=extra)
+    found = fetch(model, where, params, related=related, for_update=for_update, extra=extra, extra_params=extra_params)
     return found[0] if found else None
 
 
@@ -226,9 +264,9 @@ def insert(obj: models.Model, *, skip_conflict: bool = False) -> bool:
         )
         shape = _Shape(sql, [], [])
         shapes[key] = shape
-    with connection.cursor() as cursor:
-        cursor.execute(shape.sql, [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields])
-        row = cursor.fetchone()
+    with statement_cursor(connection) as db:
+        db.execute(shape.sql, [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields])
+        row = db.fetchone()
     if row is None:
         return False
     obj.pk = row[0]
@@ -252,6 +290,6 @@ def update(obj: models.Model, fields: Sequence[str]) -> bool:
         shape = _Shape(sql, [], [])
         shapes[key] = shape
     values = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in chosen]  # type: ignore[union-attr]
-    with connection.cursor() as cursor:
-        cursor.execute(shape.sql, [*values, obj.pk])
-        return bool(cursor.rowcount)
+    with statement_cursor(connection) as db:
+        db.execute(shape.sql, [*values, obj.pk])
+        return bool(db.rowcount)

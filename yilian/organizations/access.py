@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission, Role
+from yilian.core.rows import statement_cursor
 from yilian.organizations.models import (
     Consortium,
     ConsortiumMembership,
@@ -102,7 +103,7 @@ def _fellow_member_ids(institution: Institution) -> frozenset[int]:
     `institution_scope_filter` (ConsortiumMembership.current twice) in plain SQL, since compiling
     it through the ORM costs more than running it; tests hold the two to the same answers."""
     today = timezone.localdate()
-    with connection.cursor() as cursor:
+    with statement_cursor(connection) as cursor:
         cursor.execute(
             "SELECT m.institution_id FROM organizations_consortiummembership m"
             " WHERE m.joined_on <= %s AND (m.left_on IS NULL OR m.left_on > %s) AND m.consortium_id IN ("

@@ -22,7 +22,7 @@ from yilian.access.models import AccessAction, AccessBasis, AccessGrant, GrantSc
 from yilian.access.services import access_log_record
 from yilian.accounts.actors import Actor
 from yilian.accounts.roles import Permission, Role
-from yilian.core.rows import fetch_by_uuid
+from yilian.core.rows import fetch_by_uuid, statement_cursor
 from yilian.organizations.access import NOTHING, led_consortium_ids
 from yilian.organizations.models import ConsortiumMembership, Institution
 from yilian.patients.models import MatchReview, Patient, PatientMerge, SourceIdentity
@@ -51,7 +51,7 @@ def _holding_institutions(institution: Institution) -> list[int]:
     """The acting institution and its village clinics (a township centre holds their records)."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    with connection.cursor() as cursor:  # plain SQL: it runs for nearly every patient read
+    with statement_cursor(connection) as cursor:  # plain SQL: it runs for nearly every patient read
         cursor.execute(
             f"SELECT {quote('id')} FROM {quote(Institution._meta.db_table)} WHERE {quote('parent_id')} = %s ORDER BY 1",  # noqa: S608 - names from the model
             [institution.pk],

@@ -28,7 +28,7 @@ from yilian.access.services import grant_issue
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import Membership, Practitioner, User
 from yilian.accounts.roles import Permission
-from yilian.core.rows import fetch, insert
+from yilian.core.rows import fetch, insert, statement_cursor
 from yilian.core.services import save_validated, sender_identifier
 from yilian.notifications.models import NotificationKind
 from yilian.notifications.services import notification_send
@@ -391,45 +391,83 @@ def slot_book(
         return consortia[0]
 
     with transaction.atomic():
-        locked = fetch(Slot, "t0.id = %s", [slot.pk], for_update=True)[0]
+        # Every booking of a slot locks the slot first, so what is read under that lock holds until
+        # the end. A refusal decided here leaves the block without an exception: nothing is written
+        # yet, and the empty transaction commits instead of rolling back (a rollback also drops the
+        # connection's prepared statements, see core.rows.statement_cursor).
+        locked = fetch(
+            Slot,
+            "t0.id = %s",
+            [slot.pk],
+            for_update=True,
+            extra={_PATIENT_BOOKED: _PATIENT_BOOKED_SQL},
+            extra_params=[patient.pk],
+        )[0]
         # Only the pool rows are locked (the quota is read along, it does not change here).
         pools = fetch(SlotPool, "t0.slot_id = %s", [slot.pk], related=("quota",), for_update=True, tail="ORDER BY t0.id")
-        if locked.is_closed or not schedule.is_active:
-            raise ValidationError(_("该号源已停诊，不能预约。"), code="closed")
-        if locked.end <= timezone.now():
-            raise ValidationError(_("该号源时间已过，不能预约。"), code="past")
-        if pool == "general":
-            candidates = [p for p in pools if p.quota is None]
-        elif pool == "green_channel":
-            candidates = [p for p in pools if p.quota is not None and p.quota.kind == QuotaKind.GREEN_CHANNEL]
-            candidates = [p for p in candidates if p.released_at is None]
-            if not candidates:
-                raise ValidationError(_("该号源没有绿色通道预留。"), code="pool")
-        else:
-            candidates = [
-                p for p in pools if p.released_at is None and _eligible_quota(p.quota, institution, consortia_of_institution)
-            ]
-            if not candidates:
-                raise ValidationError(_("%(institution)s 不在该号源的预留范围内。") % {"institution": institution}, code="pool")
-            # The institution's own reservation before the consortium-wide one.
-            candidates.sort(key=lambda p: p.quota is None or p.quota.kind != QuotaKind.INSTITUTION)
-        chosen = next((p for p in candidates if p.booked < p.capacity), None)
-        if chosen is None or not _take_unit(chosen):
-            raise ValidationError(_("该号源已约满，请选择其他时间。"), code="conflict")
-        booking = Booking(
-            slot=slot,
-            pool=chosen,
-            patient=patient,
-            for_institution=institution,
-            booked_by=actor.user,
-            note=note,
-        )
-        if not insert(booking, skip_conflict=True):  # the open booking of this slot and patient exists
-            raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
-        _appointment_grant_open(
-            patient=patient, institution=schedule.institution, until=locked.end, reference=booking.uuid, actor=actor
-        )
-    return booking
+        chosen = _choose_pool(locked, schedule, pools, pool, institution, consortia_of_institution)
+        if isinstance(chosen, SlotPool) and _take_unit(chosen):
+            booking = Booking(
+                slot=slot,
+                pool=chosen,
+                patient=patient,
+                for_institution=institution,
+                booked_by=actor.user,
+                note=note,
+            )
+            if not insert(booking, skip_conflict=True):  # the lock and the check above make this a backstop
+                raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
+            _appointment_grant_open(
+                patient=patient, institution=schedule.institution, until=locked.end, reference=booking.uuid, actor=actor
+            )
+            return booking
+    raise chosen if isinstance(chosen, ValidationError) else _slot_full()
+
+
+# The patient's open booking of the locked slot, read along with the lock.
+_PATIENT_BOOKED = "patient_booked"
+_PATIENT_BOOKED_SQL = (
+    f"EXISTS (SELECT 1 FROM {Booking._meta.db_table} b"  # noqa: S608 - names from the model
+    f" WHERE b.slot_id = t0.id AND b.patient_id = %s AND b.status = '{BookingStatus.BOOKED.value}')"
+)
+
+
+def _slot_full() -> ValidationError:
+    return ValidationError(_("该号源已约满，请选择其他时间。"), code="conflict")
+
+
+def _choose_pool(
+    locked: Slot,
+    schedule: Schedule,
+    pools: list[SlotPool],
+    pool: Pool,
+    institution: Institution,
+    consortia: Callable[[], set[int]],
+) -> SlotPool | ValidationError:
+    """The pool a booking takes its unit from (it has one free), or why the slot can't be booked."""
+    if locked.is_closed or not schedule.is_active:
+        return ValidationError(_("该号源已停诊，不能预约。"), code="closed")
+    if locked.end <= timezone.now():
+        return ValidationError(_("该号源时间已过，不能预约。"), code="past")
+    if pool == "general":
+        candidates = [p for p in pools if p.quota is None]
+    elif pool == "green_channel":
+        candidates = [p for p in pools if p.quota is not None and p.quota.kind == QuotaKind.GREEN_CHANNEL]
+        candidates = [p for p in candidates if p.released_at is None]
+        if not candidates:
+            return ValidationError(_("该号源没有绿色通道预留。"), code="pool")
+    else:
+        candidates = [p for p in pools if p.released_at is None and _eligible_quota(p.quota, institution, consortia)]
+        if not candidates:
+            return ValidationError(_("%(institution)s 不在该号源的预留范围内。") % {"institution": institution}, code="pool")
+        # The institution's own reservation before the consortium-wide one.
+        candidates.sort(key=lambda p: p.quota is None or p.quota.kind != QuotaKind.INSTITUTION)
+    chosen = next((p for p in candidates if p.booked < p.capacity), None)
+    if chosen is None:
+        return _slot_full()
+    if getattr(locked, _PATIENT_BOOKED):
+        return ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
+    return chosen
 
 
 def _take_unit(pool: SlotPool) -> bool:
@@ -438,7 +476,7 @@ def _take_unit(pool: SlotPool) -> bool:
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     table, booked, capacity = quote(SlotPool._meta.db_table), quote("booked"), quote("capacity")
-    with connection.cursor() as cursor:
+    with statement_cursor(connection) as cursor:
         cursor.execute(
             f"UPDATE {table} SET {booked} = {booked} + 1 WHERE {quote('id')} = %s AND {booked} < {capacity}",  # noqa: S608 - names from the model
             [pool.pk],

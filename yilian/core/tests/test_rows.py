@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from yilian.access.models import AccessGrant, GrantScope, GrantSource
 from yilian.accounts.models import Membership
-from yilian.core.rows import fetch, fetch_by_uuid, fetch_one, insert, update
+from yilian.core.rows import fetch, fetch_by_uuid, fetch_one, insert, statement_cursor, update
 from yilian.patients.models import Patient
 from yilian.testing.world import World
 
@@ -126,6 +126,37 @@ def test_extra_columns_land_on_each_instance(world: World):
     got = fetch_one(Patient, "t0.id = %s", [patient.pk], related=("home_institution",), extra={"identity_count": identities})
     assert got is not None and got.identity_count == 1  # type: ignore[attr-defined]
     assert got.home_institution.pk == patient.home_institution_id
+
+
+def test_extra_columns_take_their_own_parameters_before_the_conditions(world: World):
+    patient = next(iter(world.patients.values()))
+    matches = "SELECT count(*) FROM patients_sourceidentity s WHERE s.patient_id = t0.id AND s.institution_id = %s"
+    for institution, count in ((patient.home_institution_id, 1), (-1, 0)):
+        got = fetch_one(Patient, "t0.id = %s", [patient.pk], extra={"held_there": matches}, extra_params=[institution])
+        assert got is not None and got.pk == patient.pk and got.held_there == count  # type: ignore[attr-defined]
+
+
+def _prepared(sql_start: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", [sql_start + "%"])
+        return int(cursor.fetchone()[0])
+
+
+def test_statement_cursor_statements_are_prepared_on_postgresql(world: World):
+    patient = next(iter(world.patients.values()))
+    sql = "SELECT id FROM patients_patient WHERE id = %s AND %s <> 'statement-cursor-test'"
+    for run in range(3):
+        with statement_cursor() as cursor:
+            cursor.execute(sql, [patient.pk, str(run)])
+            assert cursor.fetchone() == (patient.pk,)
+    if connection.vendor != "postgresql":
+        return  # SQLite: the connection's usual cursor, nothing to prepare
+    assert _prepared("SELECT id FROM patients_patient WHERE id = $1") == 1
+    # Django's own cursors bind on the client: their statements are never prepared.
+    with connection.cursor() as cursor:
+        for _run in range(3):
+            cursor.execute("SELECT id FROM patients_patient WHERE id = %s AND 1 = 1", [patient.pk])
+    assert _prepared("SELECT id FROM patients_patient WHERE id =") == 1
 
 
 def test_update_writes_the_named_fields_and_the_auto_now_time(world: World):

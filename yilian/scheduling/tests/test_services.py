@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from yilian.notifications.models import Notification
@@ -249,6 +250,36 @@ def _first_slot_past(world: World) -> Slot:
         day -= dt.timedelta(days=1)
     slots_generate(schedule=schedule, start_date=day, end_date=day)
     return Slot.objects.filter(schedule=schedule, start__date__lte=day).order_by("start").first()  # type: ignore[return-value]
+
+
+def test_a_refused_booking_commits_nothing_and_keeps_prepared_statements(world):
+    """A refusal decided under the slot's lock ends the transaction without a rollback (psycopg
+    drops every prepared statement of the connection on a rollback, so each refusal would make
+    PostgreSQL plan the booking's statements anew)."""
+    slot = _first_slot(world, next_weekday())
+    lead = actor_for(world, "lead_clinician")
+    extra = [Patient.objects.create(name=f"患者{i}", home_institution=world.a) for i in range(3)]
+
+    def prepared() -> int:
+        if connection.vendor != "postgresql":
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            return int(cursor.fetchone()[0])
+
+    slot_book(actor=lead, slot=slot, patient=extra[0])
+    before = prepared()
+    assert before > 0 or connection.vendor != "postgresql"
+    for patient, match in ((extra[0], "重复预约"), (extra[1], None), (extra[2], "约满")):
+        state = _pool_state(slot)
+        if match is None:
+            slot_book(actor=lead, slot=slot, patient=patient)  # the last unit
+            continue
+        with pytest.raises(ValidationError, match=match):
+            slot_book(actor=lead, slot=slot, patient=patient)
+        assert _pool_state(slot) == state
+        assert prepared() >= before
+    assert Booking.objects.filter(slot=slot).count() == 2
 
 
 def test_member_quota_is_for_the_township_and_its_village_clinics(world):
