@@ -76,6 +76,16 @@ def statement_cursor(connection: BaseDatabaseWrapper | None = None) -> CursorWra
     return _LoggedStatements(raw, connection) if connection.queries_logged else CursorWrapper(raw, connection)
 
 
+# A statement of many VALUES rows is prepared only up to this many: one message's few rows repeat in
+# the same shape, a batch's long list rarely does (and would push others out of the connection's cache).
+PREPARED_ROWS_MAX = 8
+
+
+def rows_cursor(connection: BaseDatabaseWrapper, rows: int) -> CursorWrapper:
+    """`statement_cursor` for a statement of up to PREPARED_ROWS_MAX rows, else the usual cursor."""
+    return statement_cursor(connection) if rows <= PREPARED_ROWS_MAX else connection.cursor()
+
+
 class _LoggedStatements(CursorDebugWrapper):
     """Logs a statement with its values in place, as Django's client-side cursors show them (a
     statement bound on the server has no such text of its own)."""

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
+from yilian.core.rows import rows_cursor
 from yilian.interop.items import IdentityItem, Item, MergeItem, RecordItem
 from yilian.organizations.models import Institution
 from yilian.patients.models import SourceIdentity
@@ -334,7 +335,7 @@ def mark_arrivals(*, patient_ids: set[int], institution_id: int) -> None:
         f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('destination_institution').column)} = %s"  # noqa: S608 - names from the model
         f" AND {quote(meta.get_field('patient').column)} IN ({', '.join(['%s'] * len(patient_ids))}) LIMIT 1"
     )
-    with connection.cursor() as cursor:
+    with rows_cursor(connection, len(patient_ids)) as cursor:
         cursor.execute(sql, [institution_id, *sorted(patient_ids)])
         referred = cursor.fetchone() is not None
     if referred:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from yilian.accounts.actors import Actor
-from yilian.core.rows import fetch_one
+from yilian.core.rows import fetch_one, rows_cursor
 from yilian.core.validators import is_valid_national_id
 from yilian.organizations.models import Institution
 from yilian.patients import linkage
@@ -328,7 +328,7 @@ def _insert(*objects: Any) -> None:
             f" VALUES {', '.join([row] * len(chunk))} RETURNING {quote(meta.pk.column)}"
         )
         parameters = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in chunk for field in fields]
-        with connection.cursor() as cursor:
+        with rows_cursor(connection, len(chunk)) as cursor:
             cursor.execute(sql, parameters)
             keys = [key for (key,) in cursor.fetchall()]
         # In the order of VALUES, as bulk_create also takes them.

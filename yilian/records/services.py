@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from yilian.accounts.actors import Actor
 from yilian.accounts.models import User
 from yilian.accounts.roles import Permission
+from yilian.core.rows import rows_cursor
 from yilian.core.validators import validate_division_code
 from yilian.organizations.models import Institution
 from yilian.patients.models import Patient, SourceIdentity
@@ -688,7 +689,7 @@ def _insert_new(model: type[R], records: list[R]) -> set[str]:
             f"RETURNING {quote(meta.pk.column)}, {source}"
         )
         parameters = [field.get_db_prep_save(field.pre_save(record, True), connection) for record in chunk for field in fields]
-        with connection.cursor() as cursor:
+        with rows_cursor(connection, len(chunk)) as cursor:
             cursor.execute(sql, parameters)
             keys.update({source_id: pk for pk, source_id in cursor.fetchall()})
     for record in records:

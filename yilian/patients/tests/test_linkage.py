@@ -12,7 +12,7 @@ from yilian.organizations.models import Institution
 from yilian.patients import linkage
 from yilian.patients.identities import IdentityData
 from yilian.patients.models import LinkageModel, MatchReview, SourceIdentity
-from yilian.patients.services import identity_ingest, linkage_model_active
+from yilian.patients.services import _candidate_rows, _candidate_rows_many, identity_ingest, linkage_model_active
 from yilian.patients.testing import labelled_records
 
 R = linkage.Record
@@ -82,6 +82,29 @@ def test_online_linkage_on_a_labelled_set(world) -> None:
     assert precision >= 0.98, precision
     assert recall >= 0.95, recall
     assert MatchReview.objects.exists()  # the uncertain ones went to the queue
+
+
+def test_the_plain_sql_blocking_finds_what_the_orm_blocking_finds(world) -> None:
+    """A batch's identities are blocked on PostgreSQL with one plain statement (LATERAL UNION ALL),
+    one identity with the ORM's UNION (and SQLite always so). Both give the same candidate rows."""
+    records = labelled_records(13, 300)
+    for n, record in enumerate(records[::2]):
+        identity_ingest(
+            institution=world.a,
+            data=IdentityData(
+                local_id=f"B{n}", name=record.name, sex=record.sex, birth_date=record.birth_date,
+                id_number=record.id_number, phone=record.phone, town=record.town,
+            ),
+        )  # fmt: skip
+    queries = [
+        {"name": r.name, "sex": r.sex, "birth_date": r.birth_date, "id_number": r.id_number, "phone": r.phone, "town": r.town}
+        for r in records[1::2]
+    ]
+    expected = [sorted(row["pk"] for row in _candidate_rows(values)) for values in queries]
+    assert sum(map(len, expected)) > len(queries)  # the blocks do find candidates
+    one_by_one = [sorted(row["pk"] for row in _candidate_rows_many([values])[0]) for values in queries]
+    together = [sorted(row["pk"] for row in rows) for rows in _candidate_rows_many(queries)]
+    assert one_by_one == expected and together == expected
 
 
 def test_trained_model_is_stored_versioned_and_used_online(world) -> None:
