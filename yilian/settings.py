@@ -125,11 +125,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
-else:
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The busiest plain-SQL statements (core.rows.statement_cursor) bind on the server and are
     # prepared at their first run on a connection, so PostgreSQL plans each once; Django's ORM
-    # cursors bind on the client and are never prepared.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
+    # cursors bind on the client and are never prepared. DB_PREPARE_THRESHOLD=none turns it off
+    # (a pooler in transaction mode without prepared-statement support).
+    _prepare = os.environ.get("DB_PREPARE_THRESHOLD", "0").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "prepare_threshold", None if _prepare in {"", "none", "off"} else int(_prepare)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

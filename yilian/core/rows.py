@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import NotSupportedError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
@@ -73,7 +73,7 @@ def statement_cursor(connection: BaseDatabaseWrapper | None = None) -> CursorWra
     import psycopg
 
     raw = psycopg.Cursor(connection.connection)
-    return _LoggedStatements(raw, connection) if connection.queries_logged else CursorWrapper(raw, connection)
+    return _LoggedStatements(raw, connection) if connection.queries_logged else _Statements(raw, connection)
 
 
 # A statement of many VALUES rows is prepared only up to this many: one message's few rows repeat in
@@ -86,13 +86,37 @@ def rows_cursor(connection: BaseDatabaseWrapper, rows: int) -> CursorWrapper:
     return statement_cursor(connection) if rows <= PREPARED_ROWS_MAX else connection.cursor()
 
 
-class _LoggedStatements(CursorDebugWrapper):
+def _stale_plan(exc: Exception) -> bool:
+    """A prepared statement whose result columns changed type since (a migration ran meanwhile)."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) == "0A000" and "cached plan must not change result type" in str(cause)
+
+
+class _Statements(CursorWrapper):
+    """Runs a statement once more after a migration changed a column it returns: PostgreSQL refuses
+    the old prepared statement, and psycopg would keep sending it until a rollback. Outside a
+    transaction the connection's prepared statements are dropped (`DEALLOCATE ALL`, which psycopg
+    follows) and the statement prepared anew; inside one, the transaction is lost anyway and its
+    rollback drops them."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        try:
+            return super().execute(sql, params)
+        except NotSupportedError as exc:
+            if not _stale_plan(exc) or not self.db.get_autocommit():
+                raise
+        with self.db.wrap_database_errors:
+            self.cursor.execute("DEALLOCATE ALL", prepare=False)
+        return super().execute(sql, params)
+
+
+class _LoggedStatements(CursorDebugWrapper, _Statements):
     """Logs a statement with its values in place, as Django's client-side cursors show them (a
     statement bound on the server has no such text of its own)."""
 
     def execute(self, sql: Any, params: Any = None) -> Any:
         with self.debug_sql(self.db.ops.compose_sql(sql, params), params):
-            return CursorWrapper.execute(self, sql, params)
+            return _Statements.execute(self, sql, params)
 
 
 def _shapes(connection: BaseDatabaseWrapper) -> dict[tuple[Any, ...], _Shape]:

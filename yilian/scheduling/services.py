@@ -391,10 +391,14 @@ def slot_book(
         return consortia[0]
 
     with transaction.atomic():
-        # Every booking of a slot locks the slot first, so what is read under that lock holds until
-        # the end. A refusal decided here leaves the block without an exception: nothing is written
-        # yet, and the empty transaction commits instead of rolling back (a rollback also drops the
-        # connection's prepared statements, see core.rows.statement_cursor).
+        # Every booking of a slot locks the slot first, so what the statements after that lock read
+        # holds until the end. A refusal decided here leaves the block without an exception: nothing
+        # is written yet, and the empty transaction commits instead of rolling back (a rollback also
+        # drops the connection's prepared statements, see core.rows.statement_cursor).
+        # Whether the patient already holds an open booking of the slot is read along with the lock,
+        # from that statement's snapshot, which may predate its wait for the lock: the same patient
+        # booked by a concurrent request that committed meanwhile is caught by the insert's ON
+        # CONFLICT below (and that rare case rolls back).
         locked = fetch(
             Slot,
             "t0.id = %s",
@@ -415,7 +419,7 @@ def slot_book(
                 booked_by=actor.user,
                 note=note,
             )
-            if not insert(booking, skip_conflict=True):  # the lock and the check above make this a backstop
+            if not insert(booking, skip_conflict=True):  # the same patient, committed while this one waited
                 raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
             _appointment_grant_open(
                 patient=patient, institution=schedule.institution, until=locked.end, reference=booking.uuid, actor=actor

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 
 import pytest
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, NotSupportedError, connection, models, transaction
 from django.test.utils import CaptureQueriesContext
 
 from yilian.access.models import AccessGrant, GrantScope, GrantSource
@@ -177,3 +177,42 @@ def test_update_writes_the_named_fields_and_the_auto_now_time(world: World):
     assert stored.updated_at > before.updated_at and stored.created_at == before.created_at
     grant.pk = -1
     assert update(grant, ["reason"]) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_read_survives_a_column_type_change_made_meanwhile() -> None:
+    """A migration run by another process changes a column the prepared statement returns:
+    PostgreSQL refuses the old statement; outside a transaction the cursor prepares it anew."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    import psycopg
+
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        host=settings["HOST"] or None, port=settings["PORT"] or None, user=settings["USER"] or None,
+        dbname=settings["NAME"], autocommit=True,
+    )  # fmt: skip
+    try:
+        other.execute("CREATE TABLE yl_rows_stale (id integer PRIMARY KEY, code varchar(5))")
+        other.execute("INSERT INTO yl_rows_stale VALUES (1, 'a')")
+        sql = "SELECT code FROM yl_rows_stale WHERE id = %s"
+        with statement_cursor() as cursor:
+            cursor.execute(sql, [1])
+            assert cursor.fetchone() == ("a",)
+        other.execute("ALTER TABLE yl_rows_stale ALTER COLUMN code TYPE varchar(10)")
+        for _run in range(2):
+            with statement_cursor() as cursor:
+                cursor.execute(sql, [1])
+                assert cursor.fetchone() == ("a",)
+        # Inside a transaction the refusal stands (the transaction is lost) and its rollback drops
+        # the prepared statements: the next run works.
+        other.execute("ALTER TABLE yl_rows_stale ALTER COLUMN code TYPE varchar(20)")
+        with pytest.raises(NotSupportedError), transaction.atomic(), statement_cursor() as cursor:
+            cursor.execute(sql, [1])
+        with statement_cursor() as cursor:
+            cursor.execute(sql, [1])
+            assert cursor.fetchone() == ("a",)
+    finally:
+        connection.close()  # no lock left on the table
+        other.execute("DROP TABLE IF EXISTS yl_rows_stale")
+        other.close()

@@ -52,3 +52,24 @@ def test_production_settings_hash_with_argon2_and_keep_debug_off(tmp_path):
     env.update({"SECRET_KEY": secrets.token_urlsafe(50), "YILIAN_VAR_DIR": str(tmp_path)})
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)  # noqa: S603
     assert out.stdout.split() == ["False", "argon2", "Asia/Shanghai", "zh-hans"]
+
+
+def test_postgresql_prepares_statements_unless_turned_off(tmp_path):
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='yilian.settings'; django.setup();"
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'].get('prepare_threshold', 'unset'))"
+    )
+    seen = []
+    for database, threshold in (
+        ("postgres://u@127.0.0.1:5432/x", None),
+        ("postgres://u@127.0.0.1:5432/x", "none"),
+        ("postgres://u@127.0.0.1:5432/x", "3"),
+        (f"sqlite:///{tmp_path}/x.sqlite3", None),
+    ):
+        env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_SETTINGS_MODULE", "DB_PREPARE_THRESHOLD"}}
+        env.update({"SECRET_KEY": secrets.token_urlsafe(50), "YILIAN_VAR_DIR": str(tmp_path), "DATABASE_URL": database})
+        if threshold is not None:
+            env["DB_PREPARE_THRESHOLD"] = threshold
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)  # noqa: S603
+        seen.append(out.stdout.strip())
+    assert seen == ["0", "None", "3", "unset"]
