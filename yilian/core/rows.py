@@ -16,8 +16,8 @@ a unique conflict instead of raising; `update` writes named fields of a stored o
 sent: only models without receivers use these.
 Tests hold each caller to the answers of its ORM version.
 
-On PostgreSQL they run through `statement_cursor()`, whose statements the server keeps prepared once they
-repeat: Django binds parameters on the client, so PostgreSQL would otherwise plan the same lookup
+On PostgreSQL they run through `statement_cursor()`, whose statements the server keeps prepared
+from their first run on a connection: Django binds parameters on the client, so PostgreSQL would otherwise plan the same lookup
 anew on every request (planning the slot with its four relations cost ten times running it).
 """
 

@@ -420,7 +420,7 @@ def slot_book(
                 note=note,
             )
             if not insert(booking, skip_conflict=True):  # the same patient, committed while this one waited
-                raise ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
+                raise _already_booked()
             _appointment_grant_open(
                 patient=patient, institution=schedule.institution, until=locked.end, reference=booking.uuid, actor=actor
             )
@@ -438,6 +438,10 @@ _PATIENT_BOOKED_SQL = (
 
 def _slot_full() -> ValidationError:
     return ValidationError(_("该号源已约满，请选择其他时间。"), code="conflict")
+
+
+def _already_booked() -> ValidationError:
+    return ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
 
 
 def _choose_pool(
@@ -470,7 +474,7 @@ def _choose_pool(
     if chosen is None:
         return _slot_full()
     if getattr(locked, _PATIENT_BOOKED):
-        return ValidationError(_("该居民已预约此号源，不能重复预约。"), code="conflict")
+        return _already_booked()
     return chosen
 
 
